@@ -1,0 +1,171 @@
+//! The user×item interaction matrix in CSR form, with dense index maps for the external ids.
+//! Ids are sorted ascending, so index order is id order everywhere in the engine.
+
+use crate::engine::{RecsysError, Result};
+
+/// Compressed sparse rows: row r holds `indices[indptr[r]..indptr[r+1]]` (ascending) and values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Csr {
+    pub indptr: Vec<usize>,
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+    pub n_cols: usize,
+}
+
+impl Csr {
+    pub fn n_rows(&self) -> usize {
+        self.indptr.len().saturating_sub(1)
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.indptr[r], self.indptr[r + 1]);
+        (&self.indices[a..b], &self.values[a..b])
+    }
+
+    /// The transpose (column-major view as another CSR), rows sorted by construction.
+    pub fn transpose(&self) -> Csr {
+        let mut counts = vec![0usize; self.n_cols + 1];
+        for &c in &self.indices {
+            counts[c as usize + 1] += 1;
+        }
+        for i in 0..self.n_cols {
+            counts[i + 1] += counts[i];
+        }
+        let indptr = counts.clone();
+        let mut next = counts;
+        let mut indices = vec![0u32; self.nnz()];
+        let mut values = vec![0f32; self.nnz()];
+        for r in 0..self.n_rows() {
+            let (cols, vals) = self.row(r);
+            for (&c, &v) in cols.iter().zip(vals) {
+                let slot = next[c as usize];
+                indices[slot] = r as u32;
+                values[slot] = v;
+                next[c as usize] += 1;
+            }
+        }
+        Csr { indptr, indices, values, n_cols: self.n_rows() }
+    }
+}
+
+/// Interactions read from a behaviour table: duplicate (user, item) pairs are summed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interactions {
+    pub user_ids: Vec<i64>,
+    pub item_ids: Vec<i64>,
+    /// users × items
+    pub matrix: Csr,
+}
+
+fn sorted_unique(ids: &[i64]) -> Vec<i64> {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Position of `id` in an ascending id list.
+pub fn index_of(ids: &[i64], id: i64) -> Option<u32> {
+    ids.binary_search(&id).ok().map(|i| i as u32)
+}
+
+impl Interactions {
+    /// Build from parallel columns (user, item, weight). Duplicate pairs are summed.
+    pub fn from_triplets(users: &[i64], items: &[i64], weights: &[f32]) -> Result<Self> {
+        if users.len() != items.len() || users.len() != weights.len() {
+            return Err(RecsysError::invalid("interaction columns have different lengths"));
+        }
+        if users.is_empty() {
+            return Err(RecsysError::invalid("the source has no interactions")
+                .with_detail("no row has both a user and an item id"));
+        }
+        if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
+            return Err(RecsysError::invalid(format!("rating {w} is not a finite number")));
+        }
+        let user_ids = sorted_unique(users);
+        let item_ids = sorted_unique(items);
+        if item_ids.len() > u32::MAX as usize || user_ids.len() > u32::MAX as usize {
+            return Err(RecsysError::new(crate::engine::ErrorKind::TooLarge, "more than 2^32 users or items"));
+        }
+        let u_idx: Vec<u32> = users.iter().map(|&u| index_of(&user_ids, u).unwrap_or(0)).collect();
+        // Counting sort by user, then sort each row by item and merge duplicates.
+        let mut indptr = vec![0usize; user_ids.len() + 1];
+        for &u in &u_idx {
+            indptr[u as usize + 1] += 1;
+        }
+        for i in 0..user_ids.len() {
+            indptr[i + 1] += indptr[i];
+        }
+        let mut next = indptr.clone();
+        let mut rows: Vec<(u32, f32)> = vec![(0, 0.0); users.len()];
+        for (k, &u) in u_idx.iter().enumerate() {
+            let item = index_of(&item_ids, items[k]).unwrap_or(0);
+            rows[next[u as usize]] = (item, weights[k]);
+            next[u as usize] += 1;
+        }
+        let mut out_ptr = Vec::with_capacity(user_ids.len() + 1);
+        let mut indices = Vec::with_capacity(users.len());
+        let mut values = Vec::with_capacity(users.len());
+        out_ptr.push(0);
+        for u in 0..user_ids.len() {
+            let row = &mut rows[indptr[u]..indptr[u + 1]];
+            row.sort_unstable_by_key(|p| p.0);
+            for &(item, w) in row.iter() {
+                if indices.len() > *out_ptr.last().unwrap() && *indices.last().unwrap() == item {
+                    *values.last_mut().unwrap() += w;
+                } else {
+                    indices.push(item);
+                    values.push(w);
+                }
+            }
+            out_ptr.push(indices.len());
+        }
+        let n_cols = item_ids.len();
+        Ok(Interactions { user_ids, item_ids, matrix: Csr { indptr: out_ptr, indices, values, n_cols } })
+    }
+
+    pub fn n_users(&self) -> usize {
+        self.user_ids.len()
+    }
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+    pub fn nnz(&self) -> usize {
+        self.matrix.nnz()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_summed_and_ids_sorted() {
+        let m = Interactions::from_triplets(&[10, 5, 10, 10], &[300, 100, 100, 300], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(m.user_ids, vec![5, 10]);
+        assert_eq!(m.item_ids, vec![100, 300]);
+        assert_eq!(m.nnz(), 3);
+        assert_eq!(m.matrix.row(0), (&[0u32][..], &[2.0f32][..]));
+        assert_eq!(m.matrix.row(1), (&[0u32, 1][..], &[3.0f32, 5.0][..]));
+    }
+
+    #[test]
+    fn transpose_round_trips() {
+        let m = Interactions::from_triplets(&[1, 1, 2, 3], &[7, 8, 8, 7], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let t = m.matrix.transpose();
+        assert_eq!(t.n_rows(), 2);
+        assert_eq!(t.row(0), (&[0u32, 2][..], &[1.0f32, 4.0][..]));
+        assert_eq!(t.row(1), (&[0u32, 1][..], &[2.0f32, 3.0][..]));
+        assert_eq!(t.transpose(), m.matrix);
+    }
+
+    #[test]
+    fn empty_and_non_finite_are_rejected() {
+        assert!(Interactions::from_triplets(&[], &[], &[]).is_err());
+        assert!(Interactions::from_triplets(&[1], &[1], &[f32::NAN]).is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! The recommendation engine: pure Rust, no Postgres bindings, no SPI, no Datum.
+//! Everything here is testable and benchable without PostgreSQL; `src/sql` is the only glue.
+
+pub mod codec;
+pub mod error;
+pub mod interactions;
+pub mod knn;
+pub mod model;
+pub mod params;
+pub mod popularity;
+pub mod rng;
+pub mod similarity;
+pub mod synthetic;
+pub mod topk;
+
+pub use error::{ErrorKind, RecsysError, Result};
+
+/// Called by long-running fits between chunks of work, on the calling (backend) thread.
+/// The glue checks for query cancel there; an `Err` aborts the fit.
+pub trait Progress {
+    fn step(&mut self, done: usize, total: usize) -> Result<()>;
+}
+
+/// A no-op progress sink for tests and benches.
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn step(&mut self, _done: usize, _total: usize) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod purity {
+    /// The engine must stay free of Postgres: this fails if any engine file names the glue crate.
+    #[test]
+    fn engine_stays_free_of_postgres_bindings() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine");
+        let needle = ["pg", "rx"].concat();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(!text.contains(&needle), "{} mentions {needle}", path.display());
+            }
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! A trained model as serving sees it: the item catalogue, popularity (the cold-start answer)
+//! and the algorithm's own state. Training dispatch, serving, encoding and decoding live here;
+//! each algorithm's mathematics lives in its own module.
+
+use serde_json::Value;
+
+use crate::engine::codec::{Reader, Writer};
+use crate::engine::interactions::{index_of, Interactions};
+use crate::engine::knn::{self, ItemKnnParams, Neighbors};
+use crate::engine::params::Params;
+use crate::engine::popularity::item_popularity;
+use crate::engine::topk::top_k;
+use crate::engine::{ErrorKind, Progress, RecsysError, Result};
+
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn"];
+
+/// A validated training request: the algorithm and its typed parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spec {
+    Popularity,
+    ItemKnn(ItemKnnParams),
+}
+
+impl Spec {
+    /// Check the algorithm name and params before any data is read. Returns the spec and the
+    /// effective params (defaults filled in) to store in the catalog.
+    pub fn parse(algorithm: &str, params: &Value) -> Result<(Spec, Value)> {
+        let mut p = Params::parse(algorithm, params)?;
+        let spec = match algorithm {
+            "popularity" => Spec::Popularity,
+            "item_knn" => Spec::ItemKnn(ItemKnnParams::from_params(&mut p)?),
+            other => {
+                return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
+                    .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
+            }
+        };
+        Ok((spec, p.finish()?))
+    }
+
+    /// Bytes the fit will allocate, so the caller can refuse before allocating.
+    pub fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize {
+        let base = data.n_items() * 12;
+        match self {
+            Spec::Popularity => base,
+            Spec::ItemKnn(p) => base + knn::memory_estimate(data.n_items(), data.nnz(), p.k, threads),
+        }
+    }
+
+    pub fn fit(&self, data: &Interactions, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Model> {
+        let algorithm = match self {
+            Spec::Popularity => Algorithm::Popularity,
+            Spec::ItemKnn(p) => Algorithm::ItemKnn(knn::fit(data, p, pool, progress)?),
+        };
+        Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Algorithm {
+    Popularity,
+    ItemKnn(Neighbors),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// Known items, ascending; an item's index is its position here.
+    pub item_ids: Vec<i64>,
+    pub popularity: Vec<f32>,
+    pub algorithm: Algorithm,
+}
+
+/// What a caller asks of `recommend`.
+pub struct Request<'a> {
+    /// The user's current interactions (item id, weight), read from the live table.
+    pub history: &'a [(i64, f32)],
+    pub n: usize,
+    pub exclude_seen: bool,
+    pub candidates: Option<&'a [i64]>,
+}
+
+impl Model {
+    pub fn algorithm_name(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::Popularity => "popularity",
+            Algorithm::ItemKnn(_) => "item_knn",
+        }
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// Top-n items as (item id, score), score desc then id asc. Items the model can reach from
+    /// the history come first; if they are fewer than n, the most popular other eligible items
+    /// fill the list with score 0, so the answer has min(n, eligible) rows.
+    pub fn recommend(&self, req: &Request) -> Vec<(i64, f32)> {
+        let n_items = self.n_items();
+        let history: Vec<(u32, f32)> =
+            req.history.iter().filter_map(|&(id, w)| index_of(&self.item_ids, id).map(|i| (i, w))).collect();
+
+        let mut eligible = match req.candidates {
+            None => vec![true; n_items],
+            Some(ids) => {
+                let mut e = vec![false; n_items];
+                ids.iter().filter_map(|&id| index_of(&self.item_ids, id)).for_each(|i| e[i as usize] = true);
+                e
+            }
+        };
+        if req.exclude_seen {
+            history.iter().for_each(|&(i, _)| eligible[i as usize] = false);
+        }
+
+        let (scores, reached) = match (&self.algorithm, history.is_empty()) {
+            (Algorithm::ItemKnn(nb), false) => {
+                let mut scores = vec![0f32; n_items];
+                let mut reached = vec![false; n_items];
+                nb.score_history(&history, &mut scores, &mut reached);
+                (scores, reached)
+            }
+            // Popularity, or a user with no known history: the cold-start answer.
+            _ => (self.popularity.clone(), vec![true; n_items]),
+        };
+
+        let mut out: Vec<(u32, f32)> = top_k(
+            (0..n_items as u32).filter(|&i| eligible[i as usize] && reached[i as usize]).map(|i| (i, scores[i as usize])),
+            req.n,
+        );
+        if out.len() < req.n {
+            let fill = top_k(
+                (0..n_items as u32)
+                    .filter(|&i| eligible[i as usize] && !reached[i as usize])
+                    .map(|i| (i, self.popularity[i as usize])),
+                req.n - out.len(),
+            );
+            let mut fill: Vec<(u32, f32)> = fill.into_iter().map(|(i, _)| (i, 0.0)).collect();
+            fill.sort_unstable_by_key(|p| p.0);
+            out.extend(fill);
+        }
+        out.into_iter().map(|(i, s)| (self.item_ids[i as usize], s)).collect()
+    }
+
+    /// The n most similar items to `item_id` (empty if the model does not know the item).
+    pub fn similar_items(&self, item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+        match &self.algorithm {
+            Algorithm::ItemKnn(nb) => Ok(match index_of(&self.item_ids, item_id) {
+                None => Vec::new(),
+                Some(i) => {
+                    let (idx, s) = nb.row(i as usize);
+                    idx.iter().zip(s).take(n).map(|(&j, &s)| (self.item_ids[j as usize], s)).collect()
+                }
+            }),
+            Algorithm::Popularity => Err(RecsysError::new(
+                ErrorKind::Unsupported,
+                "similar_items is not available for popularity models",
+            )
+            .with_hint("train an item_knn model")),
+        }
+    }
+
+    /// (item, neighbour, score) rows for `recsys.item_neighbors`, when the model has them.
+    pub fn item_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
+        let Algorithm::ItemKnn(nb) = &self.algorithm else { return None };
+        let mut items = Vec::with_capacity(nb.indices.len());
+        for i in 0..self.n_items() {
+            items.extend(std::iter::repeat_n(self.item_ids[i], nb.indptr[i + 1] - nb.indptr[i]));
+        }
+        let neighbors = nb.indices.iter().map(|&j| self.item_ids[j as usize]).collect();
+        Some((items, neighbors, nb.scores.clone()))
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.str(self.algorithm_name());
+        w.i64s(&self.item_ids);
+        w.f32s(&self.popularity);
+        if let Algorithm::ItemKnn(nb) = &self.algorithm {
+            w.usizes(&nb.indptr);
+            w.u32s(&nb.indices);
+            w.f32s(&nb.scores);
+        }
+        w.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Model> {
+        let corrupt = |what: &str| RecsysError::new(ErrorKind::Corrupt, format!("model blob is corrupt: {what}"));
+        let mut r = Reader::new(bytes)?;
+        let name = r.str()?;
+        let item_ids = r.i64s()?;
+        let popularity = r.f32s()?;
+        if popularity.len() != item_ids.len() {
+            return Err(corrupt("popularity length"));
+        }
+        let algorithm = match name.as_str() {
+            "popularity" => Algorithm::Popularity,
+            "item_knn" => {
+                let nb = Neighbors { indptr: r.usizes()?, indices: r.u32s()?, scores: r.f32s()? };
+                let n = item_ids.len();
+                let ok = nb.indptr.len() == n + 1
+                    && nb.indptr.windows(2).all(|w| w[0] <= w[1])
+                    && nb.indptr.last() == Some(&nb.indices.len())
+                    && nb.scores.len() == nb.indices.len()
+                    && nb.indices.iter().all(|&j| (j as usize) < n);
+                if !ok {
+                    return Err(corrupt("neighbour lists"));
+                }
+                Algorithm::ItemKnn(nb)
+            }
+            other => return Err(corrupt(&format!("unknown algorithm \"{other}\""))),
+        };
+        r.finish()?;
+        Ok(Model { item_ids, popularity, algorithm })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NoProgress;
+    use serde_json::json;
+
+    fn pool() -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
+    }
+
+    // Users 1..4; items 10..50. Item 50 is the most popular.
+    fn data() -> Interactions {
+        let pairs = [(1, 10), (1, 20), (2, 10), (2, 20), (2, 50), (3, 30), (3, 50), (4, 50), (4, 40)];
+        let u: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+        let i: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+        Interactions::from_triplets(&u, &i, &vec![1.0; u.len()]).unwrap()
+    }
+
+    fn fit(alg: &str, params: Value) -> Model {
+        Spec::parse(alg, &params).unwrap().0.fit(&data(), &pool(), &mut NoProgress).unwrap()
+    }
+
+    fn req<'a>(history: &'a [(i64, f32)], n: usize, candidates: Option<&'a [i64]>) -> Request<'a> {
+        Request { history, n, exclude_seen: true, candidates }
+    }
+
+    #[test]
+    fn unknown_algorithm_and_params() {
+        let e = Spec::parse("nope", &json!({})).unwrap_err();
+        assert!(e.detail.unwrap().contains("item_knn"));
+        assert!(Spec::parse("popularity", &json!({"k": 3})).is_err());
+        let (_, eff) = Spec::parse("item_knn", &json!({})).unwrap();
+        assert_eq!(eff, json!({"k": 100, "similarity": "cosine", "shrink": 0.0}));
+    }
+
+    #[test]
+    fn popularity_ranks_by_distinct_users_then_id() {
+        let m = fit("popularity", json!({}));
+        let got = m.recommend(&req(&[], 3, None));
+        assert_eq!(got, vec![(50, 3.0), (10, 2.0), (20, 2.0)]);
+        // exclude_seen removes the user's items
+        let got = m.recommend(&req(&[(50, 1.0)], 2, None));
+        assert_eq!(got, vec![(10, 2.0), (20, 2.0)]);
+    }
+
+    #[test]
+    fn item_knn_scores_history_and_fills_from_popularity() {
+        let m = fit("item_knn", json!({"k": 10}));
+        // history {10}: neighbours of 10 are 20 (cos 1) and 50 (cos 1/sqrt(2*3))
+        let got = m.recommend(&req(&[(10, 1.0)], 4, None));
+        assert_eq!(got[0].0, 20);
+        assert!((got[0].1 - 1.0).abs() < 1e-6);
+        assert_eq!(got[1].0, 50);
+        // 30 and 40 are unreachable from 10: filled by popularity with score 0, id order
+        assert_eq!(&got[2..], &[(30, 0.0), (40, 0.0)]);
+        // unknown items in the history are ignored; an unknown-only history gets popularity
+        assert_eq!(m.recommend(&req(&[(999, 1.0)], 1, None)), vec![(50, 3.0)]);
+    }
+
+    #[test]
+    fn candidates_restrict_and_still_fill() {
+        let m = fit("item_knn", json!({}));
+        let got = m.recommend(&req(&[(10, 1.0)], 10, Some(&[40, 20, 777, 10])));
+        // 10 is seen; 777 unknown; 20 scored; 40 filled
+        assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), vec![20, 40]);
+        let all = Request { history: &[(10, 1.0)], n: 10, exclude_seen: false, candidates: Some(&[10]) };
+        assert_eq!(m.recommend(&all).len(), 1);
+    }
+
+    #[test]
+    fn huge_n_returns_every_eligible_item() {
+        let m = fit("item_knn", json!({}));
+        assert_eq!(m.recommend(&req(&[(10, 1.0)], i32::MAX as usize, None)).len(), 4);
+    }
+
+    #[test]
+    fn similar_items_and_neighbor_rows() {
+        let m = fit("item_knn", json!({"k": 1}));
+        assert_eq!(m.similar_items(10, 5).unwrap(), vec![(20, 1.0)]);
+        assert!(m.similar_items(999, 5).unwrap().is_empty());
+        let (items, nbrs, scores) = m.item_neighbors().unwrap();
+        assert_eq!(items.len(), 5);
+        assert_eq!((items[0], nbrs[0], scores[0]), (10, 20, 1.0));
+        let p = fit("popularity", json!({}));
+        assert_eq!(p.similar_items(10, 5).unwrap_err().kind, ErrorKind::Unsupported);
+        assert!(p.item_neighbors().is_none());
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        for m in [fit("item_knn", json!({"k": 2})), fit("popularity", json!({}))] {
+            let bytes = m.encode();
+            assert_eq!(Model::decode(&bytes).unwrap(), m);
+        }
+        assert_eq!(Model::decode(b"garbage garbage garbage").unwrap_err().kind, ErrorKind::Corrupt);
+    }
+}
