@@ -1,1 +1,35 @@
+//! pg_recsys: recommendations inside PostgreSQL.
+//!
+//! `engine` is pure Rust (built, tested and benched without Postgres); `sql` is the pgrx glue,
+//! compiled only with the `pg` feature.
+
 pub mod engine;
+
+#[cfg(feature = "pg")]
+mod sql;
+
+#[cfg(feature = "pg")]
+::pgrx::pg_module_magic!(name, version);
+
+#[cfg(feature = "pg")]
+::pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+
+#[cfg(feature = "pg")]
+#[::pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    sql::gucs::init();
+}
+
+#[cfg(feature = "pg_test")]
+mod pg_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(all(feature = "pg", any(test, feature = "pg_test")))]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,267 @@
+//! The model store: `recsys.models` (one row per version) and `recsys.model_blobs` (the encoded
+//! model, chunked), plus the user-facing `recsys.item_neighbors`. All writes happen in the
+//! caller's transaction, so a failed or cancelled train leaves nothing behind.
+
+use pgrx::prelude::*;
+use pgrx::pg_sys::panic::ErrorReportable;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::engine::model::Model;
+use crate::engine::{ErrorKind, RecsysError};
+use crate::sql::errors::{spi, SqlResult};
+use crate::sql::gucs;
+use crate::sql::source::Source;
+
+const BLOB_PART_BYTES: usize = 4 << 20;
+const NEIGHBOR_BATCH: usize = 100_000;
+
+/// The catalog row of a deployed model version.
+#[derive(Clone, Debug)]
+pub struct ModelRow {
+    pub id: i64,
+    pub name: String,
+    pub version: i32,
+    /// Distinguishes a version from one that reused its id after DROP/CREATE EXTENSION.
+    pub trained_at: String,
+    pub source: String,
+    pub columns: Value,
+}
+
+/// What a training run produced, to be written as a new version.
+pub struct NewVersion<'a> {
+    pub name: &'a str,
+    pub algorithm: &'a str,
+    pub params: Value,
+    pub source: &'a Source,
+    pub users: i64,
+    pub items: i64,
+    pub interactions: i64,
+    pub seconds: f64,
+    pub model: &'a Model,
+}
+
+fn lock_name(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> SqlResult<()> {
+    client
+        .update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('recsys.models:' || $1))", None, &[name.into()])
+        .map_err(spi)?;
+    Ok(())
+}
+
+/// Write a new version and deploy it; returns its version number.
+pub fn save(v: &NewVersion) -> SqlResult<i32> {
+    let bytes = v.model.encode();
+    Spi::connect_mut(|client| {
+        // Serialise concurrent trainings of one name: each gets its own version number.
+        lock_name(client, v.name)?;
+        let version: i32 = client
+            .select("SELECT coalesce(max(version), 0) + 1 FROM recsys.models WHERE name = $1", None, &[v.name.into()])
+            .map_err(spi)?
+            .first()
+            .get_one()
+            .map_err(spi)?
+            .unwrap_or(1);
+        client
+            .update("UPDATE recsys.models SET deployed = false WHERE name = $1 AND deployed", None, &[v.name.into()])
+            .map_err(spi)?;
+        let id: i64 = client
+            .update(
+                "INSERT INTO recsys.models (name, version, algorithm, params, source, columns, seconds, \
+                 users, items, interactions, deployed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true) RETURNING id",
+                None,
+                &[
+                    v.name.into(),
+                    version.into(),
+                    v.algorithm.into(),
+                    JsonB(v.params.clone()).into(),
+                    v.source.relation.as_str().into(),
+                    JsonB(v.source.columns_json()).into(),
+                    v.seconds.into(),
+                    v.users.into(),
+                    v.items.into(),
+                    v.interactions.into(),
+                ],
+            )
+            .map_err(spi)?
+            .first()
+            .get_one()
+            .map_err(spi)?
+            .ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, "INSERT INTO recsys.models returned no id"))?;
+        for (part, chunk) in bytes.chunks(BLOB_PART_BYTES).enumerate() {
+            client
+                .update(
+                    "INSERT INTO recsys.model_blobs (model_id, part, data) VALUES ($1, $2, $3)",
+                    None,
+                    &[id.into(), (part as i32).into(), chunk.into()],
+                )
+                .map_err(spi)?;
+        }
+        if let Some((items, neighbors, scores)) = v.model.item_neighbors() {
+            for start in (0..items.len()).step_by(NEIGHBOR_BATCH) {
+                let end = (start + NEIGHBOR_BATCH).min(items.len());
+                client
+                    .update(
+                        "INSERT INTO recsys.item_neighbors (model_id, item_id, neighbor_id, score) \
+                         SELECT $1, unnest($2::int8[]), unnest($3::int8[]), unnest($4::real[])",
+                        None,
+                        &[
+                            id.into(),
+                            items[start..end].to_vec().into(),
+                            neighbors[start..end].to_vec().into(),
+                            scores[start..end].to_vec().into(),
+                        ],
+                    )
+                    .map_err(spi)?;
+                pgrx::check_for_interrupts!();
+            }
+        }
+        Ok(version)
+    })
+}
+
+fn deployed_row(name: &str) -> SqlResult<Option<ModelRow>> {
+    Spi::connect(|client| {
+        let table = client
+            .select(
+                "SELECT id, version, trained_at::text, source, columns FROM recsys.models \
+                 WHERE name = $1 AND deployed",
+                None,
+                &[name.into()],
+            )
+            .map_err(spi)?;
+        match table.into_iter().next() {
+            None => Ok(None),
+            Some(row) => {
+                let get_err = || RecsysError::new(ErrorKind::Corrupt, "recsys.models row has NULL fields");
+                Ok(Some(ModelRow {
+                    id: row.get::<i64>(1).map_err(spi)?.ok_or_else(get_err)?,
+                    name: name.to_string(),
+                    version: row.get::<i32>(2).map_err(spi)?.ok_or_else(get_err)?,
+                    trained_at: row.get::<String>(3).map_err(spi)?.ok_or_else(get_err)?,
+                    source: row.get::<String>(4).map_err(spi)?.ok_or_else(get_err)?,
+                    columns: row.get::<JsonB>(5).map_err(spi)?.ok_or_else(get_err)?.0,
+                }))
+            }
+        }
+    })
+}
+
+fn model_exists(name: &str) -> SqlResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT 1 FROM recsys.models WHERE name = $1)", &[name.into()])
+        .map_err(spi)?
+        .unwrap_or(false))
+}
+
+fn undefined_model(name: &str) -> RecsysError {
+    RecsysError::new(ErrorKind::UndefinedObject, format!("model \"{name}\" does not exist"))
+        .with_hint("train it with recsys.train, or list models with SELECT * FROM recsys.models")
+}
+
+/// The deployed version of `model`; NULL means `recsys.default_model`, else the only deployed model.
+pub fn resolve(model: Option<&str>) -> SqlResult<ModelRow> {
+    let name = match model.map(str::to_string).or_else(gucs::default_model) {
+        Some(name) => name,
+        None => {
+            let names: Vec<String> = Spi::connect(|client| {
+                let t = client
+                    .select("SELECT DISTINCT name FROM recsys.models WHERE deployed ORDER BY 1 LIMIT 6", None, &[])
+                    .map_err(spi)?;
+                let mut out = Vec::new();
+                for row in t {
+                    out.extend(row.get::<String>(1).map_err(spi)?);
+                }
+                Ok::<_, pgrx::pg_sys::panic::ErrorReport>(out)
+            })?;
+            match names.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    return Err(RecsysError::new(ErrorKind::NotReady, "no model is deployed")
+                        .with_hint("train one with recsys.train")
+                        .into())
+                }
+                many => {
+                    return Err(RecsysError::new(ErrorKind::NotReady, "several models are deployed and none was named")
+                        .with_detail(format!("deployed: {}", many.join(", ")))
+                        .with_hint("pass model => 'name' or SET recsys.default_model")
+                        .into())
+                }
+            }
+        }
+    };
+    match deployed_row(&name)? {
+        Some(row) => Ok(row),
+        None if model_exists(&name)? => Err(RecsysError::new(
+            ErrorKind::NotReady,
+            format!("model \"{name}\" has no deployed version"),
+        )
+        .with_hint("deploy one with recsys.deploy(model, version)")
+        .into()),
+        None => Err(undefined_model(&name).into()),
+    }
+}
+
+/// Read and decode the stored model of a version.
+pub fn load(row: &ModelRow) -> SqlResult<Model> {
+    let bytes = Spi::connect(|client| {
+        let t = client
+            .select("SELECT data FROM recsys.model_blobs WHERE model_id = $1 ORDER BY part", None, &[row.id.into()])
+            .map_err(spi)?;
+        let mut bytes = Vec::new();
+        for r in t {
+            bytes.extend(r.get::<Vec<u8>>(1).map_err(spi)?.unwrap_or_default());
+        }
+        Ok::<_, pgrx::pg_sys::panic::ErrorReport>(bytes)
+    })?;
+    Ok(Model::decode(&bytes).map_err(|e| e.with_detail(format!("model \"{}\" version {}", row.name, row.version)))?)
+}
+
+// Void functions raise through unwrap_or_report: pgrx cannot map Result<(), _> to SQL `void`.
+#[pg_extern(volatile)]
+fn deploy(model: &str, version: i32) {
+    deploy_version(model, version).unwrap_or_report()
+}
+
+fn deploy_version(model: &str, version: i32) -> SqlResult<()> {
+    Spi::connect_mut(|client| {
+        lock_name(client, model)?;
+        let found = client
+            .select("SELECT 1 FROM recsys.models WHERE name = $1 AND version = $2", None, &[model.into(), version.into()])
+            .map_err(spi)?
+            .len();
+        if found == 0 {
+            return Err(if model_exists(model)? {
+                RecsysError::new(ErrorKind::UndefinedObject, format!("model \"{model}\" has no version {version}"))
+            } else {
+                undefined_model(model)
+            }
+            .into());
+        }
+        // Two statements: the one-deployed-version index is checked row by row.
+        client
+            .update("UPDATE recsys.models SET deployed = false WHERE name = $1 AND deployed", None, &[model.into()])
+            .map_err(spi)?;
+        client
+            .update("UPDATE recsys.models SET deployed = true WHERE name = $1 AND version = $2", None, &[model.into(), version.into()])
+            .map_err(spi)?;
+        Ok(())
+    })
+}
+
+#[pg_extern(volatile)]
+fn drop_model(model: &str, if_exists: default!(bool, false)) {
+    drop_versions(model, if_exists).unwrap_or_report()
+}
+
+fn drop_versions(model: &str, if_exists: bool) -> SqlResult<()> {
+    let dropped = Spi::connect_mut(|client| {
+        lock_name(client, model)?;
+        Ok::<_, pgrx::pg_sys::panic::ErrorReport>(
+            client.update("DELETE FROM recsys.models WHERE name = $1", None, &[model.into()]).map_err(spi)?.len(),
+        )
+    })?;
+    if dropped == 0 && !if_exists {
+        return Err(undefined_model(model).into());
+    }
+    Ok(())
+}

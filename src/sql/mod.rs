@@ -1,0 +1,12 @@
+//! The thin PostgreSQL glue: one file per SQL concept. All SPI lives here; the mathematics lives
+//! in `crate::engine`.
+
+mod cache;
+mod catalog;
+pub mod errors;
+pub mod gucs;
+mod recommend;
+mod similarity;
+mod source;
+mod synthetic;
+mod train;

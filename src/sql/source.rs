@@ -1,0 +1,183 @@
+//! The one way to read a behaviour table: resolve and type-check its columns once, read it all
+//! for training (a cursor in batches), or read one user's current history for serving.
+
+use pgrx::prelude::*;
+use pgrx::PgRelation;
+use pgrx::spi::quote_identifier;
+use serde_json::{json, Value};
+
+use crate::engine::interactions::Interactions;
+use crate::engine::{ErrorKind, RecsysError};
+use crate::sql::errors::{spi, SqlResult};
+
+const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
+const NUMBER_TYPES: &[&str] = &["smallint", "integer", "bigint", "real", "double precision", "numeric"];
+const TIME_TYPES: &[&str] =
+    &["timestamp with time zone", "timestamp without time zone", "date", "smallint", "integer", "bigint"];
+const BATCH: i64 = 50_000;
+
+/// A behaviour table and the roles of its columns.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Schema-qualified, quoted: safe to splice into SQL.
+    pub relation: String,
+    pub user_column: String,
+    pub item_column: String,
+    pub rating_column: Option<String>,
+    pub time_column: Option<String>,
+}
+
+/// Summary of a full read, for NOTICEs and the catalog.
+pub struct ReadStats {
+    pub rows: u64,
+    pub skipped: u64,
+}
+
+fn column_type(relid: pg_sys::Oid, relation: &str, column: &str, role: &str, allowed: &[&str]) -> SqlResult<()> {
+    let ty: Option<String> = Spi::get_one_with_args(
+        "SELECT format_type(atttypid, NULL) FROM pg_catalog.pg_attribute \
+         WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+        &[relid.into(), column.into()],
+    )
+    .map_err(spi)?;
+    match ty {
+        None => Err(RecsysError::new(
+            ErrorKind::UndefinedColumn,
+            format!("column \"{column}\" ({role}) does not exist in {relation}"),
+        )
+        .with_hint(format!("name the {role} with {role} => 'column_name'"))
+        .into()),
+        Some(t) if allowed.contains(&t.as_str()) => Ok(()),
+        Some(t) => Err(RecsysError::new(
+            ErrorKind::DatatypeMismatch,
+            format!("column \"{column}\" ({role}) of {relation} has type {t}"),
+        )
+        .with_detail(format!("the {role} must be one of: {}", allowed.join(", ")))
+        .into()),
+    }
+}
+
+impl Source {
+    /// Check that the relation and columns exist and have usable types.
+    pub fn resolve(
+        relation: &PgRelation,
+        user_column: &str,
+        item_column: &str,
+        rating_column: Option<&str>,
+        time_column: Option<&str>,
+    ) -> SqlResult<Source> {
+        let qualified = format!("{}.{}", quote_identifier(relation.namespace()), quote_identifier(relation.name()));
+        let relid = relation.oid();
+        column_type(relid, &qualified, user_column, "user_column", INTEGER_TYPES)?;
+        column_type(relid, &qualified, item_column, "item_column", INTEGER_TYPES)?;
+        if let Some(c) = rating_column {
+            column_type(relid, &qualified, c, "rating_column", NUMBER_TYPES)?;
+        }
+        if let Some(c) = time_column {
+            column_type(relid, &qualified, c, "time_column", TIME_TYPES)?;
+        }
+        Ok(Source {
+            relation: qualified,
+            user_column: user_column.to_string(),
+            item_column: item_column.to_string(),
+            rating_column: rating_column.map(str::to_string),
+            time_column: time_column.map(str::to_string),
+        })
+    }
+
+    /// Rebuild from what `recsys.models` stored at training time.
+    pub fn from_catalog(relation: String, columns: &Value) -> SqlResult<Source> {
+        let get = |k: &str| columns.get(k).and_then(Value::as_str).map(str::to_string);
+        match (get("user"), get("item")) {
+            (Some(user_column), Some(item_column)) => Ok(Source {
+                relation,
+                user_column,
+                item_column,
+                rating_column: get("rating"),
+                time_column: get("time"),
+            }),
+            _ => Err(RecsysError::new(ErrorKind::Corrupt, "recsys.models.columns lacks user or item").into()),
+        }
+    }
+
+    pub fn columns_json(&self) -> Value {
+        json!({"user": self.user_column, "item": self.item_column,
+               "rating": self.rating_column, "time": self.time_column})
+    }
+
+    fn weight_expr(&self) -> String {
+        match &self.rating_column {
+            Some(c) => format!("{}::float8", quote_identifier(c)),
+            None => "1::float8".to_string(),
+        }
+    }
+
+    /// Every row, duplicates summed; rows with a NULL id or rating are skipped and counted.
+    pub fn read(&self) -> SqlResult<(Interactions, ReadStats)> {
+        let query = format!(
+            "SELECT {}::int8, {}::int8, {} FROM {}",
+            quote_identifier(&self.user_column),
+            quote_identifier(&self.item_column),
+            self.weight_expr(),
+            self.relation
+        );
+        let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        let mut stats = ReadStats { rows: 0, skipped: 0 };
+        Spi::connect(|client| -> SqlResult<()> {
+            let mut cursor = client.try_open_cursor(query.as_str(), &[]).map_err(spi)?;
+            loop {
+                let batch = cursor.fetch(BATCH).map_err(spi)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for row in batch {
+                    stats.rows += 1;
+                    let u = row.get::<i64>(1).map_err(spi)?;
+                    let i = row.get::<i64>(2).map_err(spi)?;
+                    let w = row.get::<f64>(3).map_err(spi)?;
+                    match (u, i, w) {
+                        (Some(u), Some(i), Some(w)) => {
+                            users.push(u);
+                            items.push(i);
+                            weights.push(w as f32);
+                        }
+                        _ => stats.skipped += 1,
+                    }
+                }
+                pgrx::check_for_interrupts!();
+            }
+            Ok(())
+        })?;
+        let data = Interactions::from_triplets(&users, &items, &weights)
+            .map_err(|e| if e.kind == ErrorKind::InvalidParameter && users.is_empty() {
+                e.with_detail(format!("{} has {} rows, none with a non-NULL user, item and rating", self.relation, stats.rows))
+            } else {
+                e
+            })?;
+        Ok((data, stats))
+    }
+
+    /// One user's current interactions (item id, summed weight), read at call time.
+    pub fn history(&self, user_id: i64) -> SqlResult<Vec<(i64, f32)>> {
+        let weight = match &self.rating_column {
+            Some(c) => format!("sum({})::float4", quote_identifier(c)),
+            None => "count(*)::float4".to_string(),
+        };
+        let item = quote_identifier(&self.item_column);
+        let query = format!(
+            "SELECT {item}::int8, {weight} FROM {} WHERE {} = $1 AND {item} IS NOT NULL GROUP BY 1",
+            self.relation,
+            quote_identifier(&self.user_column),
+        );
+        Spi::connect(|client| {
+            let table = client.select(query.as_str(), None, &[user_id.into()]).map_err(spi)?;
+            let mut out = Vec::with_capacity(table.len());
+            for row in table {
+                if let (Some(i), Some(w)) = (row.get::<i64>(1).map_err(spi)?, row.get::<f32>(2).map_err(spi)?) {
+                    out.push((i, w));
+                }
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! recsys.synthetic_interactions: deterministic demo and test data, streamed row by row.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+use crate::engine::synthetic::{Synthetic, SyntheticParams};
+
+/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET: i64 = 946_684_800;
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn synthetic_interactions(
+    users: i32,
+    items: i32,
+    interactions: i64,
+    seed: default!(i64, 42),
+) -> Result<TableIterator<'static, (name!(user_id, i64), name!(item_id, i64), name!(rating, f32), name!(ts, Option<TimestampWithTimeZone>))>, ErrorReport> {
+    let rows = Synthetic::new(&SyntheticParams { users: users as i64, items: items as i64, interactions, seed })?;
+    Ok(TableIterator::new(rows.enumerate().map(|(k, r)| {
+        if k % 65_536 == 0 {
+            pgrx::check_for_interrupts!();
+        }
+        let ts = TimestampWithTimeZone::try_from((r.unix_seconds - PG_EPOCH_OFFSET) * 1_000_000).ok();
+        (r.user_id, r.item_id, r.rating, ts)
+    })))
+}

@@ -1,0 +1,106 @@
+//! recsys.train: read the behaviour table, fit in the engine on a per-call thread pool (workers
+//! never touch PostgreSQL), and write a new deployed version in the caller's transaction.
+
+use std::time::Instant;
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::PgRelation;
+use pgrx::JsonB;
+
+use crate::engine::model::Spec;
+use crate::engine::{ErrorKind, Progress, RecsysError};
+use crate::sql::catalog::{self, NewVersion};
+use crate::sql::errors::required;
+use crate::sql::gucs;
+use crate::sql::source::Source;
+
+/// Between chunks of a fit, on the backend thread: honour query cancel and statement_timeout.
+struct Interruptible;
+
+impl Progress for Interruptible {
+    fn step(&mut self, _done: usize, _total: usize) -> crate::engine::Result<()> {
+        pgrx::check_for_interrupts!();
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile)]
+fn train(
+    model: Option<&str>,
+    source: Option<PgRelation>,
+    algorithm: default!(Option<&str>, "'item_knn'"),
+    params: default!(Option<JsonB>, "'{}'"),
+    user_column: default!(Option<&str>, "'user_id'"),
+    item_column: default!(Option<&str>, "'item_id'"),
+    rating_column: default!(Option<&str>, "NULL"),
+    time_column: default!(Option<&str>, "NULL"),
+    items: default!(Option<PgRelation>, "NULL"),
+    item_text: default!(Option<&str>, "NULL"),
+) -> Result<TableIterator<'static, (name!(model, String), name!(version, i32), name!(algorithm, String), name!(users, i64), name!(items, i64), name!(interactions, i64), name!(seconds, f64))>, ErrorReport> {
+    let started = Instant::now();
+    let name = required(model, "model")?;
+    if name.is_empty() || name.len() > 200 {
+        return Err(RecsysError::invalid("model name must have 1 to 200 characters").into());
+    }
+    let source = required(source, "source")?;
+    let algorithm = required(algorithm, "algorithm")?;
+    let params = params.map(|p| p.0).unwrap_or(serde_json::Value::Null);
+    let (spec, effective) = Spec::parse(algorithm, &params)?;
+    if items.is_some() || item_text.is_some() {
+        return Err(RecsysError::new(
+            ErrorKind::Unsupported,
+            format!("algorithm \"{algorithm}\" does not use items or item_text"),
+        )
+        .into());
+    }
+    let source = Source::resolve(
+        &source,
+        required(user_column, "user_column")?,
+        required(item_column, "item_column")?,
+        rating_column,
+        time_column,
+    )?;
+
+    let (data, stats) = source.read()?;
+    if stats.skipped > 0 {
+        pgrx::notice!(
+            "pg_recsys: skipped {} of {} rows of {} with a NULL user, item or rating",
+            stats.skipped,
+            stats.rows,
+            source.relation
+        );
+    }
+    let threads = gucs::threads();
+    let needed = spec.memory_estimate(&data, threads) + data.nnz() * 12;
+    if needed > gucs::max_memory_bytes() {
+        return Err(RecsysError::new(
+            ErrorKind::TooLarge,
+            format!("training {algorithm} needs about {} MB, over recsys.max_memory_mb", needed >> 20),
+        )
+        .with_detail(format!("{} users, {} items, {} interactions", data.n_users(), data.n_items(), data.nnz()))
+        .with_hint("raise recsys.max_memory_mb, or train on a subset")
+        .into());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} training threads: {e}")))?;
+    let fitted = spec.fit(&data, &pool, &mut Interruptible)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (users, n_items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
+    drop(data);
+    let version = catalog::save(&NewVersion {
+        name,
+        algorithm,
+        params: effective,
+        source: &source,
+        users,
+        items: n_items,
+        interactions,
+        seconds,
+        model: &fitted,
+    })?;
+    Ok(TableIterator::once((name.to_string(), version, algorithm.to_string(), users, n_items, interactions, seconds)))
+}

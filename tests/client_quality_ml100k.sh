@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# End-to-end quality on the shared ML-100K implicit split, scored by the reference scorer:
+# load train into a table, train popularity and item_knn (cosine, k=100), export recommend(u, 10)
+# for every test user with \copy, run ../shared/eval/evaluate_topn.py, and require NDCG@10 within
+# 2 % of the peers in ../shared/eval/PEERS.md (ItemKNN 0.3426, Popularity 0.2142).
+# Skips (exit 0, with a message) when ../shared is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SHARED:-$(pwd)/../shared}
+[ -d "$SHARED/eval/splits" ] || SHARED=/work/shared
+SPLIT=$SHARED/eval/splits/ml100k_implicit_all
+if [ ! -f "${SPLIT}_train.csv" ] || [ ! -f "$SHARED/eval/evaluate_topn.py" ]; then
+  echo "SKIP quality_ml100k: ../shared/eval (splits and scorer) not found"
+  exit 0
+fi
+OUT=target/quality && mkdir -p $OUT && chmod 777 $OUT
+DB=pg_recsys_quality
+P="psql -X -q -v ON_ERROR_STOP=1 -d $DB"
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+$P -c "CREATE EXTENSION pg_recsys" \
+   -c "CREATE TABLE train (user_id int, item_id int, rating real, ts bigint)" \
+   -c "\copy train FROM '${SPLIT}_train.csv' WITH (FORMAT csv, HEADER)" \
+   -c "CREATE INDEX ON train (user_id)" \
+   -c "CREATE TABLE test (user_id int, item_id int, rating real, ts bigint)" \
+   -c "\copy test FROM '${SPLIT}_test.csv' WITH (FORMAT csv, HEADER)" \
+   -c "SELECT recsys.train('pop', 'train', 'popularity')" \
+   -c "SELECT recsys.train('knn', 'train', 'item_knn', '{\"k\": 100, \"similarity\": \"cosine\"}')"
+
+check() { # model peer_ndcg
+  local model=$1 peer=$2
+  $P -c "\copy (SELECT u.user_id AS \"user\", r.item_id AS item, r.rank FROM (SELECT DISTINCT user_id FROM test) u, LATERAL recsys.recommend(u.user_id, 10, '$model') r ORDER BY 1, 3) TO '$OUT/$model.csv' WITH (FORMAT csv, HEADER)"
+  python3 "$SHARED/eval/evaluate_topn.py" --recs "$OUT/$model.csv" --test "${SPLIT}_test.csv" \
+    --train "${SPLIT}_train.csv" --json "$OUT/$model.json" | sed "s/^/  $model: /"
+  python3 - "$OUT/$model.json" "$peer" "$model" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1])); peer = float(sys.argv[2]); name = sys.argv[3]
+ndcg = m["ndcg@10"]
+print(f"  {name}: NDCG@10 {ndcg:.4f} vs peer {peer:.4f} (ratio {ndcg / peer:.3f})")
+assert m["recs_of_already_seen_train_items"] == 0, "recommended a training item"
+assert m["users_without_recs"] == 0 and m["users_with_short_lists"] == 0, "short lists"
+assert ndcg >= 0.98 * peer, f"{name}: NDCG@10 {ndcg:.4f} is more than 2% below the peer's {peer}"
+PY
+}
+check pop 0.2142
+check knn 0.3426
+echo "quality_ml100k: ok"
