@@ -5,6 +5,7 @@
 # 2 % of the peers in ../shared/eval/PEERS.md (ItemKNN 0.3426, Popularity 0.2142).
 # Skips (exit 0, with a message) when ../shared is absent.
 set -euo pipefail
+export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-$(pwd)/../shared}
 [ -d "$SHARED/eval/splits" ] || SHARED=/work/shared
@@ -24,7 +25,7 @@ $P -c "CREATE EXTENSION pg_recsys" \
    -c "CREATE TABLE test (user_id int, item_id int, rating real, ts bigint)" \
    -c "\copy test FROM '${SPLIT}_test.csv' WITH (FORMAT csv, HEADER)" \
    -c "SELECT recsys.train('pop', 'train', 'popularity')" \
-   -c "SELECT recsys.train('knn', 'train', 'item_knn', '{\"k\": 100, \"similarity\": \"cosine\"}')"
+   -c "SELECT recsys.train('knn', 'train', 'item_knn', '{\"k\": 100, \"similarity\": \"cosine\"}')" >/dev/null
 
 check() { # model peer_ndcg
   local model=$1 peer=$2

@@ -2,6 +2,7 @@
 # Serving across connections: a backend that has a model cached sees a new version as soon as
 # another connection's train commits, and sees new behaviour rows at once, without retraining.
 set -euo pipefail
+export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
 DB=pg_recsys_realtime
 P="psql -X -q -v ON_ERROR_STOP=1 -At -d $DB"
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"

@@ -4,6 +4,7 @@
 #   tests/demo.sh            synthetic data from recsys.synthetic_interactions
 #   tests/demo.sh DIR        MovieLens: DIR/u.data (ml-100k) or DIR/ratings.csv (ml-latest-small)
 set -euo pipefail
+export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
 DATA=${1:-}
 DB=pg_recsys_demo
 P="psql -X -q -v ON_ERROR_STOP=1 -d $DB"

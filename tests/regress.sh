@@ -3,6 +3,7 @@
 # `cargo pgrx regress` refuses root). Fails if any test file lacks its expected output, because
 # pg_regress would silently skip it.
 set -euo pipefail
+export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
 PG_REGRESS=${1:?usage: tests/regress.sh PATH_TO_PG_REGRESS}
 cd "$(dirname "$0")/.."
 missing=0

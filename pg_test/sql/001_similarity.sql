@@ -1,8 +1,14 @@
 -- recsys.cosine / recsys.pearson (real[] and float8[]) and recsys.jaccard (bigint[])
 \set VERBOSITY terse
+-- err(q): run q and show SQLSTATE, message, detail and hint of the error it raises
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE d text; h text;
 BEGIN EXECUTE q; RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(E'\n  DETAIL: ' || nullif(d, ''), '')
+                                      || coalesce(E'\n  HINT: ' || nullif(h, ''), '');
+END $$;
 
 -- values, checked against hand-computed double-precision references to 1e-6
 SELECT recsys.cosine(ARRAY[1,2,3]::float8[], ARRAY[4,5,6]::float8[]) AS cos_f8,

@@ -1,8 +1,14 @@
 -- recsys.recommend, similar_items, deploy, drop_model and the default model
 \set VERBOSITY terse
+-- err(q): run q and show SQLSTATE, message, detail and hint of the error it raises
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE d text; h text;
 BEGIN EXECUTE q; RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(E'\n  DETAIL: ' || nullif(d, ''), '')
+                                      || coalesce(E'\n  HINT: ' || nullif(h, ''), '');
+END $$;
 
 -- no model yet
 SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1)$$);

@@ -1,8 +1,14 @@
 -- recsys.synthetic_interactions: deterministic demo data with power-law popularity
 \set VERBOSITY terse
+-- err(q): run q and show SQLSTATE, message, detail and hint of the error it raises
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE d text; h text;
 BEGIN EXECUTE q; RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(E'\n  DETAIL: ' || nullif(d, ''), '')
+                                      || coalesce(E'\n  HINT: ' || nullif(h, ''), '');
+END $$;
 
 SELECT count(*) AS rows, count(DISTINCT (user_id, item_id)) AS distinct_pairs,
        count(DISTINCT user_id) AS users, min(item_id) >= 1 AND max(item_id) <= 300 AS items_in_range,
@@ -18,7 +24,7 @@ SELECT (SELECT md5(string_agg(format('%s %s %s %s', user_id, item_id, rating, ts
      = (SELECT md5(string_agg(format('%s %s', user_id, item_id), ',' ORDER BY user_id, item_id))
           FROM recsys.synthetic_interactions(50, 80, 900, 8)) AS other_seed_same_rows;
 -- power law: the 10 % most popular items hold a large share of interactions
-SELECT round(sum(c) FILTER (WHERE r <= 30)::numeric / sum(c), 2) > 0.25 AS head_heavy
+SELECT round(sum(c) FILTER (WHERE r <= 30)::numeric / sum(c), 2) > 0.3 AS head_heavy
 FROM (SELECT count(*) c, row_number() OVER (ORDER BY count(*) DESC) r
       FROM recsys.synthetic_interactions(500, 300, 15000, 3) GROUP BY item_id) s;
 -- every pair at most once, so users × items is the maximum

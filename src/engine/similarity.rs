@@ -17,6 +17,12 @@ fn check_pair(a: &[f64], b: &[f64]) -> Result<()> {
     Ok(())
 }
 
+/// sqrt(a·b) in one rounding where it does not overflow (so parallel vectors give exactly ±1).
+fn norm_product(a: f64, b: f64) -> f64 {
+    let p = a * b;
+    if p.is_finite() && p > 0.0 { p.sqrt() } else { a.sqrt() * b.sqrt() }
+}
+
 /// Cosine of the angle between `a` and `b`, in [-1, 1].
 pub fn cosine(a: &[f64], b: &[f64]) -> Result<Option<f64>> {
     check_pair(a, b)?;
@@ -29,7 +35,7 @@ pub fn cosine(a: &[f64], b: &[f64]) -> Result<Option<f64>> {
     if na == 0.0 || nb == 0.0 {
         return Ok(None);
     }
-    Ok(Some((dot / (na.sqrt() * nb.sqrt())).clamp(-1.0, 1.0)))
+    Ok(Some((dot / norm_product(na, nb)).clamp(-1.0, 1.0)))
 }
 
 /// Pearson correlation of `a` and `b`, in [-1, 1]; two-pass for numerical stability.
@@ -51,7 +57,7 @@ pub fn pearson(a: &[f64], b: &[f64]) -> Result<Option<f64>> {
     if va == 0.0 || vb == 0.0 {
         return Ok(None);
     }
-    Ok(Some((cov / (va.sqrt() * vb.sqrt())).clamp(-1.0, 1.0)))
+    Ok(Some((cov / norm_product(va, vb)).clamp(-1.0, 1.0)))
 }
 
 /// Jaccard index |A ∩ B| / |A ∪ B| of two sets given as id lists (duplicates ignored).

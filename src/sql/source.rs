@@ -34,12 +34,20 @@ pub struct ReadStats {
 }
 
 fn column_type(relid: pg_sys::Oid, relation: &str, column: &str, role: &str, allowed: &[&str]) -> SqlResult<()> {
-    let ty: Option<String> = Spi::get_one_with_args(
-        "SELECT format_type(atttypid, NULL) FROM pg_catalog.pg_attribute \
-         WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
-        &[relid.into(), column.into()],
-    )
-    .map_err(spi)?;
+    let ty: Option<String> = Spi::connect(|client| {
+        let table = client
+            .select(
+                "SELECT format_type(atttypid, NULL) FROM pg_catalog.pg_attribute \
+                 WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+                None,
+                &[relid.into(), column.into()],
+            )
+            .map_err(spi)?;
+        match table.into_iter().next() {
+            Some(row) => row.get::<String>(1).map_err(spi),
+            None => Ok(None),
+        }
+    })?;
     match ty {
         None => Err(RecsysError::new(
             ErrorKind::UndefinedColumn,
