@@ -5,8 +5,8 @@
 # 2 % of the peers in ../shared/eval/PEERS.md (ItemKNN 0.3426, Popularity 0.2142).
 # Skips (exit 0, with a message) when ../shared is absent.
 set -euo pipefail
-export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
 cd "$(dirname "$0")/.."
+. tests/lib.sh
 SHARED=${SHARED:-$(pwd)/../shared}
 [ -d "$SHARED/eval/splits" ] || SHARED=/work/shared
 SPLIT=$SHARED/eval/splits/ml100k_implicit_all
@@ -15,11 +15,8 @@ if [ ! -f "${SPLIT}_train.csv" ] || [ ! -f "$SHARED/eval/evaluate_topn.py" ]; th
   exit 0
 fi
 OUT=target/quality && mkdir -p $OUT && chmod 777 $OUT
-DB=pg_recsys_quality
-P="psql -X -q -v ON_ERROR_STOP=1 -d $DB"
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-$P -c "CREATE EXTENSION pg_recsys" \
-   -c "CREATE TABLE train (user_id int, item_id int, rating real, ts bigint)" \
+fresh_db pg_recsys_quality
+$P -c "CREATE TABLE train (user_id int, item_id int, rating real, ts bigint)" \
    -c "\copy train FROM '${SPLIT}_train.csv' WITH (FORMAT csv, HEADER)" \
    -c "CREATE INDEX ON train (user_id)" \
    -c "CREATE TABLE test (user_id int, item_id int, rating real, ts bigint)" \

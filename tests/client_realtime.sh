@@ -2,12 +2,11 @@
 # Serving across connections: a backend that has a model cached sees a new version as soon as
 # another connection's train commits, and sees new behaviour rows at once, without retraining.
 set -euo pipefail
-export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
+. "$(dirname "$0")/lib.sh"
 DB=pg_recsys_realtime
-P="psql -X -q -v ON_ERROR_STOP=1 -At -d $DB"
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-$P -c "CREATE EXTENSION pg_recsys" \
-   -c "CREATE TABLE clicks AS SELECT user_id, item_id FROM recsys.synthetic_interactions(300, 200, 6000, 3)" \
+fresh_db $DB
+P="$P -At"
+$P -c "CREATE TABLE clicks AS SELECT user_id, item_id FROM recsys.synthetic_interactions(300, 200, 6000, 3)" \
    -c "CREATE INDEX ON clicks (user_id)" \
    -c "SELECT recsys.train('m', 'clicks', 'popularity')" >/dev/null
 

@@ -4,13 +4,11 @@
 #   tests/demo.sh            synthetic data from recsys.synthetic_interactions
 #   tests/demo.sh DIR        MovieLens: DIR/u.data (ml-100k) or DIR/ratings.csv (ml-latest-small)
 set -euo pipefail
-export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
+. "$(dirname "$0")/lib.sh"
 DATA=${1:-}
 DB=pg_recsys_demo
-P="psql -X -q -v ON_ERROR_STOP=1 -d $DB"
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-$P -c "CREATE EXTENSION pg_recsys" \
-   -c "CREATE TABLE interactions (user_id int, item_id int, rating real, ts timestamptz)" \
+fresh_db $DB
+$P -c "CREATE TABLE interactions (user_id int, item_id int, rating real, ts timestamptz)" \
    -c "CREATE TABLE items (item_id int PRIMARY KEY, title text)"
 
 if [ -z "$DATA" ]; then

@@ -3,7 +3,6 @@
 # `cargo pgrx regress` refuses root). Fails if any test file lacks its expected output, because
 # pg_regress would silently skip it.
 set -euo pipefail
-export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
 PG_REGRESS=${1:?usage: tests/regress.sh PATH_TO_PG_REGRESS}
 cd "$(dirname "$0")/.."
 missing=0
@@ -17,12 +16,11 @@ for f in pg_test/sql/*.sql; do
   fi
 done
 [ "$missing" = 0 ] || exit 1
+. tests/lib.sh
 DB=pg_recsys_regress
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-psql -X -q -d $DB -c "CREATE EXTENSION pg_recsys"
+fresh_db $DB
 rm -rf target/regress && mkdir -p target/regress
 chmod 777 target/regress
-export PGOPTIONS='-c client_min_messages=warning'
 if ! "$PG_REGRESS" --use-existing --dbname=$DB --inputdir=pg_test --outputdir=target/regress \
     --bindir="$(dirname "$(command -v psql)")" "${tests[@]}"; then
   cat target/regress/regression.diffs >&2 || true

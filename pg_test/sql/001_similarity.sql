@@ -1,14 +1,5 @@
 -- recsys.cosine / recsys.pearson (real[] and float8[]) and recsys.jaccard (bigint[])
 \set VERBOSITY terse
--- err(q): run q and show SQLSTATE, message, detail and hint of the error it raises
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE d text; h text;
-BEGIN EXECUTE q; RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(E'\n  DETAIL: ' || nullif(d, ''), '')
-                                      || coalesce(E'\n  HINT: ' || nullif(h, ''), '');
-END $$;
 
 -- values, checked against hand-computed double-precision references to 1e-6
 SELECT recsys.cosine(ARRAY[1,2,3]::float8[], ARRAY[4,5,6]::float8[]) AS cos_f8,
@@ -37,14 +28,14 @@ SELECT recsys.cosine('{}'::float8[], '{}'::float8[]) IS NULL AS empty,
        recsys.cosine(NULL::float8[], '{1}') IS NULL AS null_argument;
 
 -- errors
-SELECT pg_temp.err($$SELECT recsys.cosine('{1,2}'::float8[], '{1}'::float8[])$$);
-SELECT pg_temp.err($$SELECT recsys.pearson('{1,2,3}'::real[], '{1,2}'::real[])$$);
-SELECT pg_temp.err($$SELECT recsys.cosine('{1,NULL}'::real[], '{1,2}'::real[])$$);
-SELECT pg_temp.err($$SELECT recsys.pearson('{1,2}'::float8[], '{NULL,2}'::float8[])$$);
-SELECT pg_temp.err($$SELECT recsys.jaccard('{1,NULL}'::bigint[], '{1}'::bigint[])$$);
-SELECT pg_temp.err($$SELECT recsys.cosine('{1,NaN}'::float8[], '{1,2}'::float8[])$$);
-SELECT pg_temp.err($$SELECT recsys.pearson('{1,Infinity}'::real[], '{1,2}'::real[])$$);
-SELECT pg_temp.err($$SELECT recsys.cosine('{-Infinity}'::float8[], '{1}'::float8[])$$);
+SELECT regress.err($$SELECT recsys.cosine('{1,2}'::float8[], '{1}'::float8[])$$);
+SELECT regress.err($$SELECT recsys.pearson('{1,2,3}'::real[], '{1,2}'::real[])$$);
+SELECT regress.err($$SELECT recsys.cosine('{1,NULL}'::real[], '{1,2}'::real[])$$);
+SELECT regress.err($$SELECT recsys.pearson('{1,2}'::float8[], '{NULL,2}'::float8[])$$);
+SELECT regress.err($$SELECT recsys.jaccard('{1,NULL}'::bigint[], '{1}'::bigint[])$$);
+SELECT regress.err($$SELECT recsys.cosine('{1,NaN}'::float8[], '{1,2}'::float8[])$$);
+SELECT regress.err($$SELECT recsys.pearson('{1,Infinity}'::real[], '{1,2}'::real[])$$);
+SELECT regress.err($$SELECT recsys.cosine('{-Infinity}'::float8[], '{1}'::float8[])$$);
 
 -- declared IMMUTABLE STRICT PARALLEL SAFE
 SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, p.provolatile, p.proisstrict, p.proparallel

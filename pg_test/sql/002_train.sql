@@ -1,14 +1,5 @@
 -- recsys.train: catalog rows, item_neighbors, params, column handling and errors
 \set VERBOSITY terse
--- err(q): run q and show SQLSTATE, message, detail and hint of the error it raises
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE d text; h text;
-BEGIN EXECUTE q; RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(E'\n  DETAIL: ' || nullif(d, ''), '')
-                                      || coalesce(E'\n  HINT: ' || nullif(h, ''), '');
-END $$;
 
 -- the catalog exists and is registered for pg_dump
 SELECT unnest(extconfig)::regclass AS dumped FROM pg_extension WHERE extname = 'pg_recsys' ORDER BY 1;
@@ -47,31 +38,31 @@ SELECT source, columns FROM recsys.models WHERE name = 'from view';
 
 -- errors: each names the problem; nothing is written
 SELECT count(*) AS versions_before FROM recsys.models;
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', 'deep_magic')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"k": 0}')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"k": "many"}')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"similarity": "euclid"}')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"neighbours": 5}')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', 'popularity', '{"k": 5}')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', 'item_knn', '[1, 2]')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"shrink": -1}')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', user_column => 'customer')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', item_column => 'label')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', rating_column => 'label')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', time_column => 'stars')$$);
-SELECT pg_temp.err($$SELECT recsys.train(NULL, 'events')$$);
-SELECT pg_temp.err($$SELECT recsys.train('', 'events')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', NULL)$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', NULL)$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'no_such_table')$$);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'events', items => 'events')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', 'deep_magic')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"k": 0}')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"k": "many"}')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"similarity": "euclid"}')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"neighbours": 5}')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', 'popularity', '{"k": 5}')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', 'item_knn', '[1, 2]')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', 'item_knn', '{"shrink": -1}')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', user_column => 'customer')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', item_column => 'label')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', rating_column => 'label')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', time_column => 'stars')$$);
+SELECT regress.err($$SELECT recsys.train(NULL, 'events')$$);
+SELECT regress.err($$SELECT recsys.train('', 'events')$$);
+SELECT regress.err($$SELECT recsys.train('x', NULL)$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', NULL)$$);
+SELECT regress.err($$SELECT recsys.train('x', 'no_such_table')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'events', items => 'events')$$);
 CREATE TABLE empty_events (user_id int, item_id int);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'empty_events')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'empty_events')$$);
 INSERT INTO empty_events VALUES (NULL, 1), (1, NULL);
-SELECT pg_temp.err($$SELECT recsys.train('x', 'empty_events')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'empty_events')$$);
 CREATE TABLE big AS SELECT user_id, item_id FROM recsys.synthetic_interactions(3000, 4000, 60000, 1);
 SET recsys.max_memory_mb = 1;
-SELECT pg_temp.err($$SELECT recsys.train('x', 'big', 'item_knn')$$);
+SELECT regress.err($$SELECT recsys.train('x', 'big', 'item_knn')$$);
 RESET recsys.max_memory_mb;
 SELECT count(*) AS versions_after FROM recsys.models;
 DROP TABLE big, empty_events;

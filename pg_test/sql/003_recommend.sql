@@ -1,17 +1,8 @@
 -- recsys.recommend, similar_items, deploy, drop_model and the default model
 \set VERBOSITY terse
--- err(q): run q and show SQLSTATE, message, detail and hint of the error it raises
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE d text; h text;
-BEGIN EXECUTE q; RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(E'\n  DETAIL: ' || nullif(d, ''), '')
-                                      || coalesce(E'\n  HINT: ' || nullif(h, ''), '');
-END $$;
 
 -- no model yet
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1)$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1)$$);
 
 -- Items 10..60: 10 and 20 always together, 50 most popular, 60 only with 50.
 CREATE TABLE likes (user_id bigint, item_id int);
@@ -41,10 +32,10 @@ SELECT string_agg(item_id::text, ',' ORDER BY rank) AS after FROM recsys.recomme
 -- similar items
 SELECT item_id, round(score::numeric, 4) AS score FROM recsys.similar_items(10, 3, 'knn');
 SELECT count(*) AS unknown_item FROM recsys.similar_items(12345, 3, 'knn');
-SELECT pg_temp.err($$SELECT * FROM recsys.similar_items(10, 3, 'pop')$$);
+SELECT regress.err($$SELECT * FROM recsys.similar_items(10, 3, 'pop')$$);
 
 -- model resolution: several deployed, then recsys.default_model
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1, 3)$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1, 3)$$);
 SET recsys.default_model = 'pop';
 SELECT item_id, rank FROM recsys.recommend(99, 2);
 RESET recsys.default_model;
@@ -57,26 +48,26 @@ SELECT version, algorithm, deployed FROM recsys.models WHERE name = 'knn' ORDER 
 SELECT item_id, rank FROM recsys.recommend(6, 2, 'knn');
 
 -- errors
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1, 0, 'knn')$$);
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1, -5, 'knn')$$);
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1, NULL, 'knn')$$);
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1, 3, 'knn', exclude_seen => NULL)$$);
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1, 3, 'nope')$$);
-SELECT pg_temp.err($$SELECT * FROM recsys.similar_items(10, 0, 'knn')$$);
-SELECT pg_temp.err($$SELECT recsys.deploy('knn', 7)$$);
-SELECT pg_temp.err($$SELECT recsys.deploy('nope', 1)$$);
-SELECT pg_temp.err($$SELECT recsys.drop_model('nope')$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1, 0, 'knn')$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1, -5, 'knn')$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1, NULL, 'knn')$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1, 3, 'knn', exclude_seen => NULL)$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1, 3, 'nope')$$);
+SELECT regress.err($$SELECT * FROM recsys.similar_items(10, 0, 'knn')$$);
+SELECT regress.err($$SELECT recsys.deploy('knn', 7)$$);
+SELECT regress.err($$SELECT recsys.deploy('nope', 1)$$);
+SELECT regress.err($$SELECT recsys.drop_model('nope')$$);
 SELECT recsys.drop_model('nope', if_exists => true);
 
 -- a model whose source table is gone
 CREATE TABLE tmp_likes AS SELECT * FROM likes;
 SELECT model FROM recsys.train('gone', 'tmp_likes', 'popularity');
 DROP TABLE tmp_likes;
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1, 3, 'gone')$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1, 3, 'gone')$$);
 
 -- dropping removes every version and its rows
 SELECT recsys.drop_model('knn');
-SELECT pg_temp.err($$SELECT * FROM recsys.recommend(1, 3, 'knn')$$);
+SELECT regress.err($$SELECT * FROM recsys.recommend(1, 3, 'knn')$$);
 SELECT count(*) AS neighbor_rows_left FROM recsys.item_neighbors;
 SELECT recsys.drop_model('pop');
 SELECT recsys.drop_model('gone');

@@ -1,14 +1,5 @@
 -- recsys.synthetic_interactions: deterministic demo data with power-law popularity
 \set VERBOSITY terse
--- err(q): run q and show SQLSTATE, message, detail and hint of the error it raises
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE d text; h text;
-BEGIN EXECUTE q; RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(E'\n  DETAIL: ' || nullif(d, ''), '')
-                                      || coalesce(E'\n  HINT: ' || nullif(h, ''), '');
-END $$;
 
 SELECT count(*) AS rows, count(DISTINCT (user_id, item_id)) AS distinct_pairs,
        count(DISTINCT user_id) AS users, min(item_id) >= 1 AND max(item_id) <= 300 AS items_in_range,
@@ -30,10 +21,10 @@ FROM (SELECT count(*) c, row_number() OVER (ORDER BY count(*) DESC) r
 -- every pair at most once, so users × items is the maximum
 SELECT count(*) AS dense FROM recsys.synthetic_interactions(3, 4, 12);
 SELECT count(*) AS none FROM recsys.synthetic_interactions(3, 4, 0);
-SELECT pg_temp.err($$SELECT * FROM recsys.synthetic_interactions(3, 4, 13)$$);
-SELECT pg_temp.err($$SELECT * FROM recsys.synthetic_interactions(0, 4, 1)$$);
-SELECT pg_temp.err($$SELECT * FROM recsys.synthetic_interactions(3, -1, 1)$$);
-SELECT pg_temp.err($$SELECT * FROM recsys.synthetic_interactions(3, 4, -1)$$);
+SELECT regress.err($$SELECT * FROM recsys.synthetic_interactions(3, 4, 13)$$);
+SELECT regress.err($$SELECT * FROM recsys.synthetic_interactions(0, 4, 1)$$);
+SELECT regress.err($$SELECT * FROM recsys.synthetic_interactions(3, -1, 1)$$);
+SELECT regress.err($$SELECT * FROM recsys.synthetic_interactions(3, 4, -1)$$);
 SELECT count(*) AS null_argument FROM recsys.synthetic_interactions(NULL, 4, 1);
 
 -- collaborative filtering finds the planted tastes: item_knn beats popularity on held-out rows
