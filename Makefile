@@ -11,7 +11,7 @@ export PGHOST := $(SCRATCH)
 export PGUSER := postgres
 export CARGO_PROFILE_DEV_DEBUG ?= false
 PSQL := psql -X -v ON_ERROR_STOP=1 -q
-PG_REGRESS := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
+PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
 .PHONY: demo test setup install cluster stop unit pgtest regress client bench clean-scratch
