@@ -48,6 +48,7 @@ client: cluster
 test: unit pgtest regress client
 	@echo "make test: all suites passed"
 
-# Engine kernels with criterion (no PostgreSQL needed).
-bench:
+# The side-by-side report against peers (benches/REPORT.md), then the engine kernels (criterion).
+bench: cluster
+	@benches/report.sh
 	cargo bench --no-default-features --bench engine

@@ -2,7 +2,8 @@
 # End-to-end quality on the shared ML-100K implicit split, scored by the reference scorer:
 # load train into a table, train popularity and item_knn (cosine, k=100), export recommend(u, 10)
 # for every test user with \copy, run ../shared/eval/evaluate_topn.py, and require NDCG@10 within
-# 2 % of the peers in ../shared/eval/PEERS.md (ItemKNN 0.3426, Popularity 0.2142).
+# 2 % of the peers in ../shared/eval/PEERS.md (ItemKNN 0.3426, Popularity 0.2142); and require
+# recsys.evaluate on the same model and test table to agree with the scorer to 1e-6.
 # Skips (exit 0, with a message) when ../shared is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,16 @@ print(f"  {name}: NDCG@10 {ndcg:.4f} vs peer {peer:.4f} (ratio {ndcg / peer:.3f}
 assert m["recs_of_already_seen_train_items"] == 0, "recommended a training item"
 assert m["users_without_recs"] == 0 and m["users_with_short_lists"] == 0, "short lists"
 assert ndcg >= 0.98 * peer, f"{name}: NDCG@10 {ndcg:.4f} is more than 2% below the peer's {peer}"
+PY
+  $P -At -F, -c "SELECT metric, value FROM recsys.evaluate('$model', 'test', 10)" > "$OUT/$model.evaluate.csv"
+  python3 - "$OUT/$model.json" "$OUT/$model.evaluate.csv" "$model" <<'PY'
+import csv, json, sys
+ref = json.load(open(sys.argv[1])); name = sys.argv[3]
+ours = {m: float(v) for m, v in csv.reader(open(sys.argv[2]))}
+assert ours["users"] == ref["n_eval_users"], (ours["users"], ref["n_eval_users"])
+for m in ["precision@10", "recall@10", "ndcg@10", "map@10", "hitrate@10", "coverage@10"]:
+    assert abs(ours[m] - ref[m]) < 1e-6, f"{name}: recsys.evaluate {m} = {ours[m]!r}, scorer {ref[m]!r}"
+print(f"  {name}: recsys.evaluate agrees with evaluate_topn.py to 1e-6 on all six metrics")
 PY
 }
 check pop 0.2142

@@ -5,11 +5,13 @@ pub mod codec;
 pub mod error;
 pub mod interactions;
 pub mod knn;
+pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod popularity;
 pub mod rng;
 pub mod similarity;
+pub mod split;
 pub mod synthetic;
 pub mod topk;
 

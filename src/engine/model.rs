@@ -95,8 +95,10 @@ impl Model {
     /// fill the list with score 0, so the answer has min(n, eligible) rows.
     pub fn recommend(&self, req: &Request) -> Vec<(i64, f32)> {
         let n_items = self.n_items();
-        let history: Vec<(u32, f32)> =
+        let mut history: Vec<(u32, f32)> =
             req.history.iter().filter_map(|&(id, w)| index_of(&self.item_ids, id).map(|i| (i, w))).collect();
+        // A canonical order, so float sums (and so ties) do not depend on the order rows were read.
+        history.sort_unstable_by_key(|h| h.0);
 
         let mut eligible = match req.candidates {
             None => vec![true; n_items],

@@ -4,9 +4,11 @@
 mod cache;
 mod catalog;
 pub mod errors;
+mod evaluate;
 pub mod gucs;
 mod recommend;
 mod similarity;
 mod source;
+mod split;
 mod synthetic;
 mod train;

@@ -25,6 +25,8 @@ pub struct Source {
     pub item_column: String,
     pub rating_column: Option<String>,
     pub time_column: Option<String>,
+    /// Set by `resolve`: the SQL type of the time column, to read it as seconds.
+    pub time_type: Option<String>,
 }
 
 /// Summary of a full read, for NOTICEs and the catalog.
@@ -33,7 +35,8 @@ pub struct ReadStats {
     pub skipped: u64,
 }
 
-fn column_type(relid: pg_sys::Oid, relation: &str, column: &str, role: &str, allowed: &[&str]) -> SqlResult<()> {
+/// The SQL type name of `column`, which must exist and be one of `allowed`.
+fn column_type(relid: pg_sys::Oid, relation: &str, column: &str, role: &str, allowed: &[&str]) -> SqlResult<String> {
     let ty: Option<String> = Spi::connect(|client| {
         let table = client
             .select(
@@ -55,7 +58,7 @@ fn column_type(relid: pg_sys::Oid, relation: &str, column: &str, role: &str, all
         )
         .with_hint(format!("name the {role} with {role} => 'column_name'"))
         .into()),
-        Some(t) if allowed.contains(&t.as_str()) => Ok(()),
+        Some(t) if allowed.contains(&t.as_str()) => Ok(t),
         Some(t) => Err(RecsysError::new(
             ErrorKind::DatatypeMismatch,
             format!("column \"{column}\" ({role}) of {relation} has type {t}"),
@@ -81,15 +84,17 @@ impl Source {
         if let Some(c) = rating_column {
             column_type(relid, &qualified, c, "rating_column", NUMBER_TYPES)?;
         }
-        if let Some(c) = time_column {
-            column_type(relid, &qualified, c, "time_column", TIME_TYPES)?;
-        }
+        let time_type = match time_column {
+            Some(c) => Some(column_type(relid, &qualified, c, "time_column", TIME_TYPES)?),
+            None => None,
+        };
         Ok(Source {
             relation: qualified,
             user_column: user_column.to_string(),
             item_column: item_column.to_string(),
             rating_column: rating_column.map(str::to_string),
             time_column: time_column.map(str::to_string),
+            time_type,
         })
     }
 
@@ -103,6 +108,7 @@ impl Source {
                 item_column,
                 rating_column: get("rating"),
                 time_column: get("time"),
+                time_type: None,
             }),
             _ => Err(RecsysError::new(ErrorKind::Corrupt, "recsys.models.columns lacks user or item").into()),
         }
@@ -111,6 +117,15 @@ impl Source {
     pub fn columns_json(&self) -> Value {
         json!({"user": self.user_column, "item": self.item_column,
                "rating": self.rating_column, "time": self.time_column})
+    }
+
+    /// The time column as float8 seconds since the Unix epoch (NULL without a time column).
+    pub fn time_expr(&self) -> String {
+        match (&self.time_column, self.time_type.as_deref()) {
+            (Some(c), Some("smallint" | "integer" | "bigint")) => format!("{}::float8", quote_identifier(c)),
+            (Some(c), Some(_)) => format!("extract(epoch FROM {})::float8", quote_identifier(c)),
+            _ => "NULL::float8".to_string(),
+        }
     }
 
     fn weight_expr(&self) -> String {

@@ -1,0 +1,71 @@
+//! recsys.evaluate: one read of the training source and one of the test table, then every test
+//! user is scored in parallel in the engine; the figures are also stored in recsys.models.metrics.
+
+use std::time::Instant;
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgRelation};
+use serde_json::json;
+
+use crate::engine::metrics::evaluate_top_n;
+use crate::engine::{ErrorKind, RecsysError};
+use crate::sql::errors::{required, spi};
+use crate::sql::source::Source;
+use crate::sql::{cache, catalog, gucs};
+
+#[pg_extern(volatile)]
+fn evaluate(
+    model: Option<&str>,
+    test: Option<PgRelation>,
+    k: default!(Option<i32>, 10),
+) -> Result<TableIterator<'static, (name!(metric, String), name!(value, f64))>, ErrorReport> {
+    let test = required(test, "test")?;
+    let k = required(k, "k")?;
+    if k < 1 {
+        return Err(RecsysError::invalid(format!("k must be at least 1, got {k}")).into());
+    }
+    let row = catalog::resolve(model)?;
+    let fitted = cache::get(&row)?;
+    let source = Source::from_catalog(row.source.clone(), &row.columns)?;
+    let test_source = Source::resolve(&test, &source.user_column, &source.item_column, None, None)?;
+    let (train, _) = source.read()?;
+    let (held_out, _) = test_source.read()?;
+    let test_users: Vec<(i64, Vec<i64>)> = (0..held_out.n_users())
+        .map(|u| {
+            let (cols, _) = held_out.matrix.row(u);
+            (held_out.user_ids[u], cols.iter().map(|&i| held_out.item_ids[i as usize]).collect())
+        })
+        .collect();
+    let threads = gucs::threads();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} threads: {e}")))?;
+    let started = Instant::now();
+    let m = evaluate_top_n(&fitted, &train, &test_users, k as usize, &pool);
+    let seconds = started.elapsed().as_secs_f64();
+
+    let rows: Vec<(String, f64)> = vec![
+        (format!("precision@{k}"), m.precision),
+        (format!("recall@{k}"), m.recall),
+        (format!("ndcg@{k}"), m.ndcg),
+        (format!("map@{k}"), m.map),
+        (format!("hitrate@{k}"), m.hitrate),
+        (format!("coverage@{k}"), m.coverage),
+        ("users".to_string(), m.users as f64),
+    ];
+    let mut stored = serde_json::Map::new();
+    rows.iter().for_each(|(name, v)| {
+        stored.insert(name.clone(), json!(v));
+    });
+    stored.insert("test".into(), json!(test_source.relation));
+    stored.insert("engine_seconds".into(), json!(seconds));
+    Spi::run_with_args(
+        "UPDATE recsys.models SET metrics = metrics || $2 WHERE id = $1",
+        &[row.id.into(), JsonB(serde_json::Value::Object(stored)).into()],
+    )
+    .map_err(spi)?;
+    pgrx::notice!("pg_recsys: evaluated {} users in {:.3} s of engine time", m.users, seconds);
+    Ok(TableIterator::new(rows))
+}
