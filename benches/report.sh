@@ -43,6 +43,6 @@ item_knn|{"k": 100}
 ALGS
 done
 echo "bench: running peers (implicit, numpy EASE, Surprise)"
-$VENV/bin/python benches/peers.py --shared "$SHARED" --splits $SPLITS --out $OUT/peers.json
+OPENBLAS_NUM_THREADS=1 $VENV/bin/python benches/peers.py --shared "$SHARED" --splits $SPLITS --out $OUT/peers.json
 $VENV/bin/python benches/report.py --ours $OUT/ours.csv --peers $OUT/peers.json --out benches
 echo "bench: wrote benches/REPORT.md and benches/*.png"
