@@ -68,7 +68,8 @@ pub struct Reader<'a> {
     pos: usize,
 }
 
-fn corrupt(what: &str) -> RecsysError {
+/// The error for a damaged or unreadable model blob.
+pub fn corrupt(what: &str) -> RecsysError {
     RecsysError::new(ErrorKind::Corrupt, format!("model blob is corrupt: {what}"))
         .with_hint("retrain the model with recsys.train")
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::engine::codec::{Reader, Writer};
+use crate::engine::codec::{corrupt, Reader, Writer};
 use crate::engine::interactions::{index_of, Interactions};
 use crate::engine::knn::{self, ItemKnnParams, Neighbors};
 use crate::engine::params::Params;
@@ -184,7 +184,6 @@ impl Model {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Model> {
-        let corrupt = |what: &str| RecsysError::new(ErrorKind::Corrupt, format!("model blob is corrupt: {what}"));
         let mut r = Reader::new(bytes)?;
         let name = r.str()?;
         let item_ids = r.i64s()?;

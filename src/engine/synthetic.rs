@@ -30,7 +30,6 @@ const TASTE_SHARE: f64 = 0.8;
 
 pub struct Synthetic {
     seed: u64,
-    n_items: usize,
     /// Cumulative popularity weights over all items, and per genre (with its item list).
     global_cdf: Vec<f64>,
     genre_items: Vec<Vec<u32>>,
@@ -126,7 +125,6 @@ impl Synthetic {
         }
         Ok(Synthetic {
             seed,
-            n_items,
             global_cdf: cdf(weight.iter().copied()),
             genre_items,
             genre_cdf,
@@ -177,10 +175,6 @@ impl Synthetic {
                 Row { user_id: u as i64 + 1, item_id: item as i64 + 1, rating, unix_seconds: t }
             })
             .collect()
-    }
-
-    pub fn n_items(&self) -> usize {
-        self.n_items
     }
 }
 

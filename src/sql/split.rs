@@ -9,9 +9,8 @@ use crate::engine::split::{self, Method, Row};
 use crate::engine::RecsysError;
 use crate::sql::errors::{required, spi, SqlResult};
 use crate::sql::source::Source;
+use crate::sql::PG_EPOCH_OFFSET;
 
-/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_OFFSET: f64 = 946_684_800.0;
 
 /// A possibly schema-qualified name, quoted; refuses a relation that exists already.
 fn new_table_name(name: &str) -> SqlResult<String> {
@@ -51,7 +50,7 @@ fn split(
     let (train_name, test_name) = (required(train_table, "train_table")?, required(test_table, "test_table")?);
     let fraction = required(test_fraction, "test_fraction")?;
     let seed = required(seed, "seed")?;
-    let cutoff = cutoff.map(|c| pg_sys::TimestampTz::from(c) as f64 / 1e6 + PG_EPOCH_OFFSET);
+    let cutoff = cutoff.map(|c| pg_sys::TimestampTz::from(c) as f64 / 1e6 + PG_EPOCH_OFFSET as f64);
     let method = Method::parse(required(method, "method")?, cutoff)?;
     split::check_fraction(fraction)?;
     if method.needs_time() && time_column.is_none() {

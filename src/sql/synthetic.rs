@@ -4,9 +4,8 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::engine::synthetic::{Synthetic, SyntheticParams};
+use crate::sql::PG_EPOCH_OFFSET;
 
-/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_OFFSET: i64 = 946_684_800;
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn synthetic_interactions(
