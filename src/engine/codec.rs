@@ -52,6 +52,10 @@ impl Writer {
         self.u64(v.len() as u64);
         v.iter().for_each(|x| self.buf.extend_from_slice(&x.to_le_bytes()));
     }
+    pub fn u64s(&mut self, v: &[u64]) {
+        self.u64(v.len() as u64);
+        v.iter().for_each(|x| self.buf.extend_from_slice(&x.to_le_bytes()));
+    }
     pub fn usizes(&mut self, v: &[usize]) {
         self.u64(v.len() as u64);
         v.iter().for_each(|&x| self.buf.extend_from_slice(&(x as u64).to_le_bytes()));
@@ -121,6 +125,10 @@ impl<'a> Reader<'a> {
         let n = self.len(4)?;
         Ok(self.take(n * 4)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
     }
+    pub fn u64s(&mut self) -> Result<Vec<u64>> {
+        let n = self.len(8)?;
+        Ok(self.take(n * 8)?.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
+    }
     pub fn usizes(&mut self) -> Result<Vec<usize>> {
         let n = self.len(8)?;
         Ok(self.take(n * 8)?.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()) as usize).collect())
@@ -145,6 +153,7 @@ mod tests {
         w.f32s(&[1.5]);
         w.u32s(&[3, 4]);
         w.usizes(&[0, 2]);
+        w.u64s(&[u64::MAX]);
         let bytes = w.finish();
         let mut r = Reader::new(&bytes).unwrap();
         assert_eq!(r.str().unwrap(), "item_knn");
@@ -152,6 +161,7 @@ mod tests {
         assert_eq!(r.f32s().unwrap(), vec![1.5]);
         assert_eq!(r.u32s().unwrap(), vec![3, 4]);
         assert_eq!(r.usizes().unwrap(), vec![0, 2]);
+        assert_eq!(r.u64s().unwrap(), vec![u64::MAX]);
         r.finish().unwrap();
 
         let mut bad = bytes.clone();

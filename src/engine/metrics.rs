@@ -74,7 +74,7 @@ pub fn evaluate_top_n(model: &Model, train: &Interactions, test: &[(i64, Vec<i64
                     None => Vec::new(),
                 };
                 let recs: Vec<i64> = model
-                    .recommend(&Request { history: &history, n: k, exclude_seen: true, candidates: None })
+                    .recommend(&Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None })
                     .into_iter()
                     .map(|(item, _)| item)
                     .collect();

@@ -1,17 +1,23 @@
 //! The recommendation engine: pure Rust, no Postgres bindings, no SPI, no Datum.
 //! Everything here is testable and benchable without PostgreSQL; `src/sql` is the only glue.
 
+pub mod als;
+pub mod bpr;
 pub mod codec;
 pub mod error;
+pub mod factors;
 pub mod interactions;
 pub mod knn;
+pub mod linalg;
 pub mod metrics;
+pub mod mf;
 pub mod model;
 pub mod params;
 pub mod popularity;
 pub mod rng;
 pub mod similarity;
 pub mod split;
+pub mod svd;
 pub mod synthetic;
 pub mod topk;
 
@@ -21,6 +27,11 @@ pub use error::{ErrorKind, RecsysError, Result};
 /// The glue checks for query cancel there; an `Err` aborts the fit.
 pub trait Progress {
     fn step(&mut self, done: usize, total: usize) -> Result<()>;
+
+    /// After each full pass (iteration or epoch) of an iterative fit, with its objective.
+    fn epoch(&mut self, _algorithm: &str, done: usize, total: usize, _metric: &str, _value: f64) -> Result<()> {
+        self.step(done, total)
+    }
 }
 
 /// A no-op progress sink for tests and benches.

@@ -4,21 +4,31 @@
 
 use serde_json::Value;
 
+use crate::engine::als::{self, AlsParams};
+use crate::engine::bpr::{self, BprParams};
 use crate::engine::codec::{corrupt, Reader, Writer};
+use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::interactions::{index_of, Interactions};
 use crate::engine::knn::{self, ItemKnnParams, Neighbors};
+use crate::engine::mf::{self, MfParams};
 use crate::engine::params::Params;
 use crate::engine::popularity::item_popularity;
+use crate::engine::svd::{self, SvdParams};
 use crate::engine::topk::top_k;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn"];
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "svd", "biased_mf", "svdpp", "als", "bpr"];
+const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
     Popularity,
     ItemKnn(ItemKnnParams),
+    Svd(SvdParams),
+    Mf(MfParams),
+    Als(AlsParams),
+    Bpr(BprParams),
 }
 
 impl Spec {
@@ -29,6 +39,11 @@ impl Spec {
         let spec = match algorithm {
             "popularity" => Spec::Popularity,
             "item_knn" => Spec::ItemKnn(ItemKnnParams::from_params(&mut p)?),
+            "svd" => Spec::Svd(SvdParams::from_params(&mut p)?),
+            "biased_mf" => Spec::Mf(MfParams::from_params(&mut p, false)?),
+            "svdpp" => Spec::Mf(MfParams::from_params(&mut p, true)?),
+            "als" => Spec::Als(AlsParams::from_params(&mut p)?),
+            "bpr" => Spec::Bpr(BprParams::from_params(&mut p)?),
             other => {
                 return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
                     .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
@@ -37,19 +52,33 @@ impl Spec {
         Ok((spec, p.finish()?))
     }
 
+    /// Rating-prediction models need a rating column.
+    pub fn needs_ratings(&self) -> bool {
+        matches!(self, Spec::Mf(_))
+    }
+
     /// Bytes the fit will allocate, so the caller can refuse before allocating.
     pub fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize {
-        let base = data.n_items() * 12;
-        match self {
-            Spec::Popularity => base,
-            Spec::ItemKnn(p) => base + knn::memory_estimate(data.n_items(), data.nnz(), p.k, threads),
-        }
+        let (u, i, nnz) = (data.n_users(), data.n_items(), data.nnz());
+        i * 12
+            + match self {
+                Spec::Popularity => 0,
+                Spec::ItemKnn(p) => knn::memory_estimate(i, nnz, p.k, threads),
+                Spec::Svd(p) => svd::memory_estimate(u, i, nnz, p),
+                Spec::Mf(p) => mf::memory_estimate(u, i, nnz, p),
+                Spec::Als(p) => als::memory_estimate(u, i, nnz, p.factors),
+                Spec::Bpr(p) => bpr::memory_estimate(u, i, nnz, p.factors),
+            }
     }
 
     pub fn fit(&self, data: &Interactions, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Model> {
         let algorithm = match self {
             Spec::Popularity => Algorithm::Popularity,
             Spec::ItemKnn(p) => Algorithm::ItemKnn(knn::fit(data, p, pool, progress)?),
+            Spec::Svd(p) => Algorithm::Factors(svd::fit(data, p, pool, progress)?),
+            Spec::Mf(p) => Algorithm::Factors(mf::fit(data, p, progress)?),
+            Spec::Als(p) => Algorithm::Factors(als::fit(data, p, pool, progress)?),
+            Spec::Bpr(p) => Algorithm::Factors(bpr::fit(data, p, progress)?),
         };
         Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm })
     }
@@ -59,6 +88,7 @@ impl Spec {
 pub enum Algorithm {
     Popularity,
     ItemKnn(Neighbors),
+    Factors(Factors),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +101,9 @@ pub struct Model {
 
 /// What a caller asks of `recommend`.
 pub struct Request<'a> {
+    /// The user, when known: factor models serve a user whose history is unchanged since
+    /// training from the stored vector, and fold everyone else in.
+    pub user_id: Option<i64>,
     /// The user's current interactions (item id, weight), read from the live table.
     pub history: &'a [(i64, f32)],
     pub n: usize,
@@ -80,10 +113,28 @@ pub struct Request<'a> {
 
 impl Model {
     pub fn algorithm_name(&self) -> &'static str {
-        match self.algorithm {
+        match &self.algorithm {
             Algorithm::Popularity => "popularity",
             Algorithm::ItemKnn(_) => "item_knn",
+            Algorithm::Factors(f) => f.kind.name(),
         }
+    }
+
+    /// The model's factors, for factor models.
+    pub fn factors(&self) -> Option<&Factors> {
+        match &self.algorithm {
+            Algorithm::Factors(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// History (item id, weight) → (item index, weight) for known items, sorted by index:
+    /// a canonical order, so float sums (and so ties) do not depend on the order rows were read.
+    fn known_history(&self, history: &[(i64, f32)]) -> Vec<(u32, f32)> {
+        let mut h: Vec<(u32, f32)> =
+            history.iter().filter_map(|&(id, w)| index_of(&self.item_ids, id).map(|i| (i, w))).collect();
+        h.sort_unstable_by_key(|p| p.0);
+        h
     }
 
     pub fn n_items(&self) -> usize {
@@ -95,10 +146,7 @@ impl Model {
     /// fill the list with score 0, so the answer has min(n, eligible) rows.
     pub fn recommend(&self, req: &Request) -> Vec<(i64, f32)> {
         let n_items = self.n_items();
-        let mut history: Vec<(u32, f32)> =
-            req.history.iter().filter_map(|&(id, w)| index_of(&self.item_ids, id).map(|i| (i, w))).collect();
-        // A canonical order, so float sums (and so ties) do not depend on the order rows were read.
-        history.sort_unstable_by_key(|h| h.0);
+        let history = self.known_history(req.history);
 
         let mut eligible = match req.candidates {
             None => vec![true; n_items],
@@ -119,6 +167,10 @@ impl Model {
                 nb.score_history(&history, &mut scores, &mut reached);
                 (scores, reached)
             }
+            (Algorithm::Factors(f), false) => match f.user_vector(req.user_id, &history) {
+                Some(u) => ((0..n_items).map(|i| f.score(&u, i)).collect(), vec![true; n_items]),
+                None => (self.popularity.clone(), vec![true; n_items]),
+            },
             // Popularity, or a user with no known history: the cold-start answer.
             _ => (self.popularity.clone(), vec![true; n_items]),
         };
@@ -141,22 +193,89 @@ impl Model {
         out.into_iter().map(|(i, s)| (self.item_ids[i as usize], s)).collect()
     }
 
-    /// The n most similar items to `item_id` (empty if the model does not know the item).
+    fn unsupported(&self, what: &str, hint: &str) -> RecsysError {
+        RecsysError::new(ErrorKind::Unsupported, format!("{what} is not available for {} models", self.algorithm_name()))
+            .with_hint(hint.to_string())
+    }
+
+    /// The n most similar items to `item_id` (empty if the model does not know the item):
+    /// stored neighbours for item-kNN, cosine of the item factors for factor models.
     pub fn similar_items(&self, item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+        let Some(i) = index_of(&self.item_ids, item_id) else {
+            return match self.algorithm {
+                Algorithm::Popularity => Err(self.unsupported("similar_items", "train an item_knn or factor model")),
+                _ => Ok(Vec::new()),
+            };
+        };
+        let found: Vec<(u32, f32)> = match &self.algorithm {
+            Algorithm::ItemKnn(nb) => {
+                let (idx, s) = nb.row(i as usize);
+                idx.iter().copied().zip(s.iter().copied()).take(n).collect()
+            }
+            Algorithm::Factors(f) => Factors::nearest(&f.items, f.k, i as usize, n),
+            Algorithm::Popularity => return Err(self.unsupported("similar_items", "train an item_knn or factor model")),
+        };
+        Ok(found.into_iter().map(|(j, s)| (self.item_ids[j as usize], s)).collect())
+    }
+
+    /// The n users most similar to `user_id` by cosine of the stored user factors (factor models;
+    /// empty if the model has not seen the user).
+    pub fn similar_users(&self, user_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+        let Algorithm::Factors(f) = &self.algorithm else {
+            return Err(self.unsupported("similar_users", &format!("train a factor model ({FACTOR_MODELS})")));
+        };
+        Ok(match index_of(&f.user_ids, user_id) {
+            None => Vec::new(),
+            Some(r) => Factors::nearest(&f.users, f.k, r as usize, n)
+                .into_iter()
+                .map(|(o, s)| (f.user_ids[o as usize], s))
+                .collect(),
+        })
+    }
+
+    /// The model's score for one (user, item): a predicted rating clipped to the observed range for
+    /// rating models, the ranking score otherwise. None when the item is unknown, or when a factor
+    /// model has no history to place the user (an explicit model then predicts μ + b_i).
+    pub fn predict(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64) -> Option<f32> {
+        let i = index_of(&self.item_ids, item_id)? as usize;
+        let history = self.known_history(history);
         match &self.algorithm {
-            Algorithm::ItemKnn(nb) => Ok(match index_of(&self.item_ids, item_id) {
-                None => Vec::new(),
-                Some(i) => {
-                    let (idx, s) = nb.row(i as usize);
-                    idx.iter().zip(s).take(n).map(|(&j, &s)| (self.item_ids[j as usize], s)).collect()
-                }
-            }),
-            Algorithm::Popularity => Err(RecsysError::new(
-                ErrorKind::Unsupported,
-                "similar_items is not available for popularity models",
-            )
-            .with_hint("train an item_knn model")),
+            Algorithm::Popularity => Some(self.popularity[i]),
+            Algorithm::ItemKnn(nb) => {
+                let mut scores = vec![0f32; self.n_items()];
+                let mut reached = vec![false; self.n_items()];
+                nb.score_history(&history, &mut scores, &mut reached);
+                Some(scores[i])
+            }
+            Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
+                Some(u) => Some(f.predict(&u, i)),
+                None if f.kind.explicit() => Some(f.baseline(i)),
+                None => None,
+            },
         }
+    }
+
+    /// The user's items that contribute most to `item_id`'s score, (item id, contribution),
+    /// largest first: weight × similarity for item-kNN; for factor models the split of the
+    /// folded-in score over the history (implicit's ALS explain).
+    pub fn explain(&self, history: &[(i64, f32)], item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+        if let Algorithm::Popularity = self.algorithm {
+            return Err(self.unsupported("explain", "popularity scores do not depend on the user; train item_knn or a factor model"));
+        }
+        let Some(i) = index_of(&self.item_ids, item_id) else { return Ok(Vec::new()) };
+        let history = self.known_history(history);
+        let parts: Vec<(u32, f32)> = match &self.algorithm {
+            Algorithm::ItemKnn(nb) => history
+                .iter()
+                .filter_map(|&(j, w)| {
+                    let (idx, s) = nb.row(j as usize);
+                    idx.iter().position(|&x| x == i).map(|p| (j, w * s[p]))
+                })
+                .collect(),
+            Algorithm::Factors(f) if !history.is_empty() => f.explain(&history, i as usize),
+            _ => Vec::new(),
+        };
+        Ok(top_k(parts, n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect())
     }
 
     /// (item, neighbour, score) rows for `recsys.item_neighbors`, when the model has them.
@@ -179,6 +298,17 @@ impl Model {
             w.usizes(&nb.indptr);
             w.u32s(&nb.indices);
             w.f32s(&nb.scores);
+        }
+        if let Algorithm::Factors(f) = &self.algorithm {
+            w.u64(f.k as u64);
+            w.i64s(&f.user_ids);
+            w.f32s(&f.users);
+            w.f32s(&f.items);
+            w.f32s(&f.item_bias);
+            w.f32s(&f.user_bias);
+            w.f32s(&f.implicit);
+            w.f32s(&[f.mean, f.regularization, f.alpha, f.range.0, f.range.1]);
+            w.u64s(&f.fingerprints);
         }
         w.finish()
     }
@@ -206,11 +336,53 @@ impl Model {
                 }
                 Algorithm::ItemKnn(nb)
             }
-            other => return Err(corrupt(&format!("unknown algorithm \"{other}\""))),
+            other => match FactorKind::from_name(other) {
+                Some(kind) => Algorithm::Factors(decode_factors(&mut r, kind, item_ids.len())?),
+                None => return Err(corrupt(&format!("unknown algorithm \"{other}\""))),
+            },
         };
         r.finish()?;
         Ok(Model { item_ids, popularity, algorithm })
     }
+}
+
+fn decode_factors(r: &mut Reader, kind: FactorKind, n_items: usize) -> Result<Factors> {
+    let k = r.u64()? as usize;
+    let user_ids = r.i64s()?;
+    let (users, items, item_bias, user_bias, implicit) = (r.f32s()?, r.f32s()?, r.f32s()?, r.f32s()?, r.f32s()?);
+    let scalars = r.f32s()?;
+    let fingerprints = r.u64s()?;
+    let n_users = user_ids.len();
+    let ok = k > 0
+        && scalars.len() == 5
+        && users.len() == n_users * k
+        && items.len() == n_items * k
+        && (item_bias.is_empty() || item_bias.len() == n_items)
+        && (user_bias.is_empty() || user_bias.len() == n_users)
+        && (implicit.is_empty() || implicit.len() == n_items * k)
+        && fingerprints.len() == n_users
+        && user_ids.windows(2).all(|w| w[0] < w[1])
+        && (!kind.explicit() || (item_bias.len() == n_items && user_bias.len() == n_users));
+    if !ok {
+        return Err(corrupt("factor matrices"));
+    }
+    Ok(Factors {
+        kind,
+        k,
+        user_ids,
+        users,
+        items,
+        item_bias,
+        user_bias,
+        implicit,
+        mean: scalars[0],
+        fingerprints,
+        regularization: scalars[1],
+        alpha: scalars[2],
+        range: (scalars[3], scalars[4]),
+        gram: Vec::new(),
+    }
+    .with_gram())
 }
 
 #[cfg(test)]
@@ -236,7 +408,7 @@ mod tests {
     }
 
     fn req<'a>(history: &'a [(i64, f32)], n: usize, candidates: Option<&'a [i64]>) -> Request<'a> {
-        Request { history, n, exclude_seen: true, candidates }
+        Request { user_id: None, history, n, exclude_seen: true, candidates }
     }
 
     #[test]
@@ -278,7 +450,7 @@ mod tests {
         let got = m.recommend(&req(&[(10, 1.0)], 10, Some(&[40, 20, 777, 10])));
         // 10 is seen; 777 unknown; 20 scored; 40 filled
         assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), vec![20, 40]);
-        let all = Request { history: &[(10, 1.0)], n: 10, exclude_seen: false, candidates: Some(&[10]) };
+        let all = Request { user_id: None, history: &[(10, 1.0)], n: 10, exclude_seen: false, candidates: Some(&[10]) };
         assert_eq!(m.recommend(&all).len(), 1);
     }
 

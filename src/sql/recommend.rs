@@ -28,7 +28,7 @@ fn recommend(
     let history = source.history(user_id)?;
     // NULL candidates inside the array match nothing, as in `item_id IN (...)`.
     let candidates: Option<Vec<i64>> = candidates.map(|c| c.into_iter().flatten().collect());
-    let recs = fitted.recommend(&Request { history: &history, n, exclude_seen, candidates: candidates.as_deref() });
+    let recs = fitted.recommend(&Request { user_id: Some(user_id), history: &history, n, exclude_seen, candidates: candidates.as_deref() });
     Ok(TableIterator::new(recs.into_iter().enumerate().map(|(r, (item, score))| (item, score, r as i32 + 1))))
 }
 

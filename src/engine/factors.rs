@@ -1,0 +1,429 @@
+//! What every latent-factor model serves from: user and item factor matrices (row-major, k per
+//! row), optional biases, and what is needed to fold a user in from their live history.
+//!
+//! A user whose current history is the one the model was trained on (same fingerprint) is served
+//! from the stored user factors; a new user, or one with new behaviour, is folded in: their vector
+//! is solved with the item factors fixed (the ALS normal equations for implicit models, a ridge
+//! regression on rating residuals for explicit ones). PureSVD always projects the live history.
+
+use crate::engine::interactions::index_of;
+use crate::engine::linalg::{cholesky_solve, dot};
+use crate::engine::topk::top_k;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactorKind {
+    Svd,
+    BiasedMf,
+    SvdPp,
+    Als,
+    Bpr,
+}
+
+impl FactorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FactorKind::Svd => "svd",
+            FactorKind::BiasedMf => "biased_mf",
+            FactorKind::SvdPp => "svdpp",
+            FactorKind::Als => "als",
+            FactorKind::Bpr => "bpr",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<FactorKind> {
+        [FactorKind::Svd, FactorKind::BiasedMf, FactorKind::SvdPp, FactorKind::Als, FactorKind::Bpr]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
+    /// Rating-prediction models (trained on explicit ratings, scores are ratings).
+    pub fn explicit(self) -> bool {
+        matches!(self, FactorKind::BiasedMf | FactorKind::SvdPp)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Factors {
+    pub kind: FactorKind,
+    pub k: usize,
+    /// Users seen in training, ascending; row r of `users` belongs to `user_ids[r]`.
+    pub user_ids: Vec<i64>,
+    pub users: Vec<f32>,
+    pub items: Vec<f32>,
+    /// Per item (explicit models and BPR), else empty.
+    pub item_bias: Vec<f32>,
+    /// Per user (explicit models), else empty.
+    pub user_bias: Vec<f32>,
+    /// SVD++ implicit-feedback factors y_j (n_items × k), else empty.
+    pub implicit: Vec<f32>,
+    /// Global mean rating (explicit models).
+    pub mean: f32,
+    /// Per user: the fingerprint of the history the stored factors were trained on.
+    pub fingerprints: Vec<u64>,
+    /// Fold-in regularization, and for implicit models the confidence slope (c = 1 + alpha·w).
+    pub regularization: f32,
+    pub alpha: f32,
+    /// Observed rating range (explicit models): predictions are clipped to it.
+    pub range: (f32, f32),
+    /// YᵀY of the item factors (derived, not stored): the shared part of every fold-in system.
+    pub gram: Vec<f64>,
+}
+
+/// A user's vector for scoring: factors plus the user's bias (explicit models).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserVector {
+    pub p: Vec<f32>,
+    pub bias: f32,
+    /// True when solved from the live history rather than read from the model.
+    pub folded_in: bool,
+}
+
+/// Fingerprint of a history given as (item index, weight) sorted by item index.
+pub fn fingerprint(history: &[(u32, f32)]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &(i, w) in history {
+        for b in i.to_le_bytes().into_iter().chain(w.to_bits().to_le_bytes()) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// YᵀY in f64 for a row-major n×k matrix (sequential; used once per decode).
+pub fn gram_f64(y: &[f32], k: usize) -> Vec<f64> {
+    let mut g = vec![0f64; k * k];
+    for v in y.chunks_exact(k.max(1)) {
+        for i in 0..k {
+            let vi = v[i] as f64;
+            for j in i..k {
+                g[i * k + j] += vi * v[j] as f64;
+            }
+        }
+    }
+    for i in 0..k {
+        for j in 0..i {
+            g[i * k + j] = g[j * k + i];
+        }
+    }
+    g
+}
+
+impl Factors {
+    pub fn n_items(&self) -> usize {
+        self.items.len() / self.k.max(1)
+    }
+
+    pub fn item(&self, i: usize) -> &[f32] {
+        &self.items[i * self.k..(i + 1) * self.k]
+    }
+
+    pub fn user(&self, r: usize) -> &[f32] {
+        &self.users[r * self.k..(r + 1) * self.k]
+    }
+
+    /// Fill the derived fields after fitting or decoding.
+    pub fn with_gram(mut self) -> Self {
+        self.gram = gram_f64(&self.items, self.k);
+        self
+    }
+
+    fn confidence(&self, w: f32) -> f64 {
+        1.0 + self.alpha as f64 * w as f64
+    }
+
+    /// SVD++: |N(u)|^-1/2 Σ y_j over the history.
+    fn implicit_term(&self, history: &[(u32, f32)]) -> Vec<f32> {
+        let mut t = vec![0f32; self.k];
+        if self.implicit.is_empty() || history.is_empty() {
+            return t;
+        }
+        let scale = 1.0 / (history.len() as f32).sqrt();
+        for &(j, _) in history {
+            let y = &self.implicit[j as usize * self.k..(j as usize + 1) * self.k];
+            t.iter_mut().zip(y).for_each(|(a, b)| *a += scale * b);
+        }
+        t
+    }
+
+    /// The implicit-feedback normal equations of a user with this history:
+    /// A = YᵀY + Σ (c_j − 1) y_j y_jᵀ + λI.
+    fn implicit_system(&self, history: &[(u32, f32)]) -> Vec<f64> {
+        let k = self.k;
+        let mut a = self.gram.clone();
+        for &(j, w) in history {
+            let y = self.item(j as usize);
+            let c1 = self.confidence(w) - 1.0;
+            for r in 0..k {
+                let yr = c1 * y[r] as f64;
+                for s in 0..k {
+                    a[r * k + s] += yr * y[s] as f64;
+                }
+            }
+        }
+        (0..k).for_each(|r| a[r * k + r] += self.regularization as f64);
+        a
+    }
+
+    /// Explicit models: features [q_j, 1], residual targets, ridge system A (k+1 square).
+    fn explicit_system(&self, history: &[(u32, f32)], implicit: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let d = self.k + 1;
+        let mut a = vec![0f64; d * d];
+        let mut residuals = Vec::with_capacity(history.len());
+        for &(j, r) in history {
+            let q = self.item(j as usize);
+            let e = r as f64 - self.mean as f64 - self.item_bias[j as usize] as f64 - dot(q, implicit) as f64;
+            residuals.push(e);
+            for s in 0..d {
+                let fs = if s < self.k { q[s] as f64 } else { 1.0 };
+                for t in 0..d {
+                    let ft = if t < self.k { q[t] as f64 } else { 1.0 };
+                    a[s * d + t] += fs * ft;
+                }
+            }
+        }
+        let lambda = self.regularization as f64 * history.len().max(1) as f64;
+        (0..d).for_each(|s| a[s * d + s] += lambda);
+        (a, residuals)
+    }
+
+    /// Solve the user's vector from a history (item index, weight), item factors fixed.
+    fn fold_in(&self, history: &[(u32, f32)]) -> UserVector {
+        let k = self.k;
+        match self.kind {
+            FactorKind::Svd => {
+                let mut p = vec![0f32; k];
+                history.iter().for_each(|&(j, w)| crate::engine::linalg::axpy(w, self.item(j as usize), &mut p));
+                UserVector { p, bias: 0.0, folded_in: true }
+            }
+            FactorKind::Als | FactorKind::Bpr => {
+                let a = self.implicit_system(history);
+                let mut b = vec![0f64; k];
+                for &(j, w) in history {
+                    let c = self.confidence(w);
+                    self.item(j as usize).iter().zip(b.iter_mut()).for_each(|(y, bi)| *bi += c * *y as f64);
+                }
+                let x = cholesky_solve(&a, &b).unwrap_or_else(|| vec![0.0; k]);
+                UserVector { p: x.iter().map(|&v| v as f32).collect(), bias: 0.0, folded_in: true }
+            }
+            FactorKind::BiasedMf | FactorKind::SvdPp => {
+                let implicit = self.implicit_term(history);
+                let (a, residuals) = self.explicit_system(history, &implicit);
+                let d = k + 1;
+                let mut b = vec![0f64; d];
+                for (&(j, _), e) in history.iter().zip(&residuals) {
+                    let q = self.item(j as usize);
+                    (0..k).for_each(|s| b[s] += e * q[s] as f64);
+                    b[k] += e;
+                }
+                let x = cholesky_solve(&a, &b).unwrap_or_else(|| vec![0.0; d]);
+                let p = (0..k).map(|s| x[s] as f32 + implicit[s]).collect();
+                UserVector { p, bias: x[k] as f32, folded_in: true }
+            }
+        }
+    }
+
+    /// The vector to score a user with: stored when the live history is the trained one,
+    /// folded in otherwise. `history` is (item index, weight) sorted by index, known items only.
+    /// None for an empty history (the caller falls back to popularity).
+    pub fn user_vector(&self, user_id: Option<i64>, history: &[(u32, f32)]) -> Option<UserVector> {
+        if history.is_empty() {
+            return None;
+        }
+        if self.kind != FactorKind::Svd {
+            if let Some(r) = user_id.and_then(|u| index_of(&self.user_ids, u)) {
+                let r = r as usize;
+                if self.fingerprints[r] == fingerprint(history) {
+                    // Stored vectors already include SVD++'s implicit term.
+                    let p = self.user(r).to_vec();
+                    let bias = self.user_bias.get(r).copied().unwrap_or(0.0);
+                    return Some(UserVector { p, bias, folded_in: false });
+                }
+            }
+        }
+        Some(self.fold_in(history))
+    }
+
+    /// The model's score of item `i` for a user vector (a rating for explicit models).
+    pub fn score(&self, u: &UserVector, i: usize) -> f32 {
+        let mut s = dot(&u.p, self.item(i));
+        if let Some(b) = self.item_bias.get(i) {
+            s += b;
+        }
+        if self.kind.explicit() {
+            s += self.mean + u.bias;
+        }
+        s
+    }
+
+    /// A predicted rating, clipped to the observed range (explicit models); a score otherwise.
+    pub fn predict(&self, u: &UserVector, i: usize) -> f32 {
+        let s = self.score(u, i);
+        if self.kind.explicit() {
+            s.clamp(self.range.0, self.range.1)
+        } else {
+            s
+        }
+    }
+
+    /// Cold users of explicit models: the baseline μ + b_i.
+    pub fn baseline(&self, i: usize) -> f32 {
+        if self.kind.explicit() {
+            (self.mean + self.item_bias[i]).clamp(self.range.0, self.range.1)
+        } else {
+            0.0
+        }
+    }
+
+    /// How much each history item contributes to item `i`'s folded-in score, in history order.
+    /// The contributions sum to the folded-in score minus the bias terms.
+    pub fn explain(&self, history: &[(u32, f32)], i: usize) -> Vec<(u32, f32)> {
+        let k = self.k;
+        let qi = self.item(i);
+        match self.kind {
+            FactorKind::Svd => history.iter().map(|&(j, w)| (j, w * dot(self.item(j as usize), qi))).collect(),
+            FactorKind::Als | FactorKind::Bpr => {
+                let a = self.implicit_system(history);
+                let rhs: Vec<f64> = qi.iter().map(|&v| v as f64).collect();
+                let z = cholesky_solve(&a, &rhs).unwrap_or_else(|| vec![0.0; k]);
+                history
+                    .iter()
+                    .map(|&(j, w)| {
+                        let y = self.item(j as usize);
+                        let zy: f64 = z.iter().zip(y).map(|(a, b)| a * *b as f64).sum();
+                        (j, (self.confidence(w) * zy) as f32)
+                    })
+                    .collect()
+            }
+            FactorKind::BiasedMf | FactorKind::SvdPp => {
+                let implicit = self.implicit_term(history);
+                let (a, residuals) = self.explicit_system(history, &implicit);
+                let mut rhs: Vec<f64> = qi.iter().map(|&v| v as f64).collect();
+                rhs.push(1.0);
+                let z = cholesky_solve(&a, &rhs).unwrap_or_else(|| vec![0.0; k + 1]);
+                let scale = if self.implicit.is_empty() { 0.0 } else { 1.0 / (history.len() as f32).sqrt() };
+                history
+                    .iter()
+                    .zip(&residuals)
+                    .map(|(&(j, _), e)| {
+                        let q = self.item(j as usize);
+                        let zq: f64 = (0..k).map(|s| z[s] * q[s] as f64).sum::<f64>() + z[k];
+                        let mut c = (e * zq) as f32;
+                        if scale > 0.0 {
+                            c += scale * dot(qi, &self.implicit[j as usize * k..(j as usize + 1) * k]);
+                        }
+                        (j, c)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The n rows of `m` (row-major, k per row) most cosine-similar to row `r`, excluding `r`.
+    pub fn nearest(m: &[f32], k: usize, r: usize, n: usize) -> Vec<(u32, f32)> {
+        let target = &m[r * k..(r + 1) * k];
+        let tn = crate::engine::linalg::norm(target);
+        if tn == 0.0 {
+            return Vec::new();
+        }
+        let rows = m.len() / k.max(1);
+        top_k(
+            (0..rows).filter(|&o| o != r).filter_map(|o| {
+                let v = &m[o * k..(o + 1) * k];
+                let vn = crate::engine::linalg::norm(v);
+                (vn > 0.0).then(|| (o as u32, dot(target, v) / (tn * vn)))
+            }),
+            n,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(kind: FactorKind) -> Factors {
+        // 3 items in 2 dimensions; one user trained on history [(0, 1.0)].
+        let items = vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8];
+        let explicit = kind.explicit();
+        Factors {
+            kind,
+            k: 2,
+            user_ids: vec![7],
+            users: vec![0.5, 0.25],
+            items,
+            item_bias: if explicit { vec![0.1, -0.1, 0.0] } else { Vec::new() },
+            user_bias: if explicit { vec![0.2] } else { Vec::new() },
+            implicit: Vec::new(),
+            mean: if explicit { 3.5 } else { 0.0 },
+            fingerprints: vec![fingerprint(&[(0, 1.0)])],
+            regularization: 0.1,
+            alpha: 2.0,
+            range: (1.0, 5.0),
+            gram: Vec::new(),
+        }
+        .with_gram()
+    }
+
+    #[test]
+    fn stored_vector_when_history_unchanged_else_fold_in() {
+        let m = model(FactorKind::Als);
+        let u = m.user_vector(Some(7), &[(0, 1.0)]).unwrap();
+        assert!(!u.folded_in);
+        assert_eq!(u.p, vec![0.5, 0.25]);
+        let v = m.user_vector(Some(7), &[(0, 1.0), (1, 1.0)]).unwrap();
+        assert!(v.folded_in);
+        // The folded-in vector solves (YᵀY + Σ(c−1)yyᵀ + λI) x = Σ c y.
+        let a = m.implicit_system(&[(0, 1.0), (1, 1.0)]);
+        let b = [3.0f64, 3.0];
+        for r in 0..2 {
+            let ax: f64 = (0..2).map(|s| a[r * 2 + s] * v.p[s] as f64).sum();
+            assert!((ax - b[r]).abs() < 1e-5, "{ax} vs {}", b[r]);
+        }
+        assert!(m.user_vector(Some(7), &[]).is_none());
+        assert!(m.user_vector(None, &[(2, 1.0)]).unwrap().folded_in);
+    }
+
+    #[test]
+    fn als_explanations_sum_to_the_folded_score() {
+        let m = model(FactorKind::Als);
+        let h = [(0u32, 1.0f32), (1, 3.0)];
+        let u = m.fold_in(&h);
+        let total: f32 = m.explain(&h, 2).iter().map(|c| c.1).sum();
+        assert!((total - m.score(&u, 2)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn explicit_predictions_are_clipped_and_explained() {
+        let m = model(FactorKind::BiasedMf);
+        let h = [(0u32, 5.0f32), (1, 1.0)];
+        let u = m.fold_in(&h);
+        let raw = m.score(&u, 0);
+        assert_eq!(m.predict(&u, 0), raw.clamp(1.0, 5.0));
+        let mut hot = u.clone();
+        hot.bias = 100.0;
+        assert_eq!(m.predict(&hot, 0), 5.0);
+        // explanation + biases = score
+        let total: f32 = m.explain(&h, 2).iter().map(|c| c.1).sum();
+        let p_part = m.score(&u, 2) - m.mean - m.item_bias[2];
+        assert!((total - p_part).abs() < 1e-4, "{total} vs {p_part}");
+        assert_eq!(m.baseline(1), 3.4);
+    }
+
+    #[test]
+    fn svd_projects_the_live_history() {
+        let m = model(FactorKind::Svd);
+        let u = m.user_vector(Some(7), &[(0, 1.0)]).unwrap();
+        assert_eq!(u.p, vec![1.0, 0.0]);
+        let total: f32 = m.explain(&[(0, 1.0), (1, 2.0)], 2).iter().map(|c| c.1).sum();
+        assert!((total - (0.6 + 1.6)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nearest_by_cosine() {
+        let m = model(FactorKind::Als);
+        let got = Factors::nearest(&m.items, 2, 2, 5);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 0]);
+        assert!((got[0].1 - 0.8).abs() < 1e-6);
+    }
+}
