@@ -39,7 +39,8 @@ pub fn norm(a: &[f32]) -> f32 {
 pub fn gram(y: &[f32], k: usize, pool: &rayon::ThreadPool) -> Vec<f32> {
     let rows = y.len() / k.max(1);
     let block = 2048;
-    let g = pool.install(|| {
+    // Blocks in parallel, summed in block order: the result does not depend on scheduling.
+    let blocks: Vec<Vec<f64>> = pool.install(|| {
         (0..rows.div_ceil(block))
             .into_par_iter()
             .map(|b| {
@@ -56,11 +57,10 @@ pub fn gram(y: &[f32], k: usize, pool: &rayon::ThreadPool) -> Vec<f32> {
                 }
                 g
             })
-            .reduce(|| vec![0f64; k * k], |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            })
+            .collect()
     });
+    let mut g = vec![0f64; k * k];
+    blocks.iter().for_each(|b| g.iter_mut().zip(b).for_each(|(x, y)| *x += y));
     let mut out = vec![0f32; k * k];
     for i in 0..k {
         for j in i..k {

@@ -50,9 +50,9 @@ fn mul(a: &Csr, m: &[f64], l: usize, pool: &rayon::ThreadPool) -> Vec<f64> {
     out
 }
 
-/// mᵀm for a row-major n × l matrix.
+/// mᵀm for a row-major n × l matrix (blocks in parallel, summed in order: deterministic).
 fn gram(m: &[f64], l: usize, pool: &rayon::ThreadPool) -> Vec<f64> {
-    pool.install(|| {
+    let blocks: Vec<Vec<f64>> = pool.install(|| {
         m.par_chunks(l * 1024)
             .map(|block| {
                 let mut g = vec![0f64; l * l];
@@ -64,11 +64,11 @@ fn gram(m: &[f64], l: usize, pool: &rayon::ThreadPool) -> Vec<f64> {
                 }
                 g
             })
-            .reduce(|| vec![0f64; l * l], |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            })
-    })
+            .collect()
+    });
+    let mut g = vec![0f64; l * l];
+    blocks.iter().for_each(|b| g.iter_mut().zip(b).for_each(|(x, y)| *x += y));
+    g
 }
 
 /// Orthonormalise the columns of a row-major n × l matrix in place (through the eigenvectors of

@@ -15,6 +15,8 @@ use crate::sql::source::Source;
 
 const BLOB_PART_BYTES: usize = 4 << 20;
 const NEIGHBOR_BATCH: usize = 100_000;
+/// Floats per INSERT when writing factor tables.
+const FACTOR_BATCH_FLOATS: usize = 1 << 20;
 
 /// The catalog row of a deployed model version.
 #[derive(Clone, Debug)]
@@ -116,8 +118,47 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
                 pgrx::check_for_interrupts!();
             }
         }
+        if let Some(f) = v.model.factors() {
+            write_factors(client, id, "item_factors", "item_id", &v.model.item_ids, &f.items, f.k)?;
+            write_factors(client, id, "user_factors", "user_id", &f.user_ids, &f.users, f.k)?;
+        }
         Ok(version)
     })
+}
+
+/// One row per id with its k factors as real[], in batches (row r is `values[r*k..(r+1)*k]`).
+fn write_factors(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    model_id: i64,
+    table: &str,
+    id_column: &str,
+    ids: &[i64],
+    values: &[f32],
+    k: usize,
+) -> SqlResult<()> {
+    let sql = format!(
+        "INSERT INTO recsys.{table} (model_id, {id_column}, factors) \
+         SELECT $1, ($2::int8[])[r], ($3::real[])[(r - 1) * $4 + 1 : r * $4] FROM generate_series(1, $5) r"
+    );
+    let rows = (FACTOR_BATCH_FLOATS / k.max(1)).max(1);
+    for start in (0..ids.len()).step_by(rows) {
+        let end = (start + rows).min(ids.len());
+        client
+            .update(
+                sql.as_str(),
+                None,
+                &[
+                    model_id.into(),
+                    ids[start..end].to_vec().into(),
+                    values[start * k..end * k].to_vec().into(),
+                    (k as i32).into(),
+                    ((end - start) as i32).into(),
+                ],
+            )
+            .map_err(spi)?;
+        pgrx::check_for_interrupts!();
+    }
+    Ok(())
 }
 
 fn deployed_row(name: &str) -> SqlResult<Option<ModelRow>> {

@@ -1,14 +1,25 @@
-//! Serving: recsys.recommend and recsys.similar_items. The user's history is read from the live
-//! source table at call time; the decoded model comes from the per-backend cache.
+//! Serving: recsys.recommend, predict, explain, similar_items and similar_users. The user's
+//! history is read from the live source table at call time; the decoded model comes from the
+//! per-backend cache.
+
+use std::rc::Rc;
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::engine::model::Request;
+use crate::engine::model::{Model, Request};
 use crate::sql::cache;
-use crate::sql::catalog;
-use crate::sql::errors::{positive_n, required};
+use crate::sql::catalog::{self, ModelRow};
+use crate::sql::errors::{positive_n, required, SqlResult};
 use crate::sql::source::Source;
+
+/// The deployed model and the user's current history.
+fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Vec<(i64, f32)>)> {
+    let fitted = cache::get(row)?;
+    let source = Source::from_catalog(row.source.clone(), &row.columns)?;
+    let history = source.history(user_id)?;
+    Ok((fitted, history))
+}
 
 #[pg_extern(stable)]
 fn recommend(
@@ -23,13 +34,42 @@ fn recommend(
     let row = catalog::resolve(model)?;
     // Like a STRICT function: no user, no rows (checked after the model, so a bad name still errors).
     let Some(user_id) = user_id else { return Ok(TableIterator::new(Vec::new())) };
-    let fitted = cache::get(&row)?;
-    let source = Source::from_catalog(row.source.clone(), &row.columns)?;
-    let history = source.history(user_id)?;
+    let (fitted, history) = with_history(&row, user_id)?;
     // NULL candidates inside the array match nothing, as in `item_id IN (...)`.
     let candidates: Option<Vec<i64>> = candidates.map(|c| c.into_iter().flatten().collect());
-    let recs = fitted.recommend(&Request { user_id: Some(user_id), history: &history, n, exclude_seen, candidates: candidates.as_deref() });
+    let recs = fitted.recommend(&Request {
+        user_id: Some(user_id),
+        history: &history,
+        n,
+        exclude_seen,
+        candidates: candidates.as_deref(),
+    });
     Ok(TableIterator::new(recs.into_iter().enumerate().map(|(r, (item, score))| (item, score, r as i32 + 1))))
+}
+
+/// The model's score for one (user, item): a rating clipped to the observed range for rating
+/// models. NULL for an unknown item, or a user the model cannot place.
+#[pg_extern(stable)]
+fn predict(user_id: Option<i64>, item_id: Option<i64>, model: default!(Option<&str>, "NULL")) -> Result<Option<f32>, ErrorReport> {
+    let row = catalog::resolve(model)?;
+    let (Some(user_id), Some(item_id)) = (user_id, item_id) else { return Ok(None) };
+    let (fitted, history) = with_history(&row, user_id)?;
+    Ok(fitted.predict(Some(user_id), &history, item_id))
+}
+
+/// Which of the user's items make `item_id` score as it does, largest contribution first.
+#[pg_extern(stable)]
+fn explain(
+    user_id: Option<i64>,
+    item_id: Option<i64>,
+    model: default!(Option<&str>, "NULL"),
+    n: default!(Option<i32>, 10),
+) -> Result<TableIterator<'static, (name!(because_item_id, i64), name!(contribution, f32))>, ErrorReport> {
+    let n = positive_n(n)?;
+    let row = catalog::resolve(model)?;
+    let (Some(user_id), Some(item_id)) = (user_id, item_id) else { return Ok(TableIterator::new(Vec::new())) };
+    let (fitted, history) = with_history(&row, user_id)?;
+    Ok(TableIterator::new(fitted.explain(&history, item_id, n)?))
 }
 
 #[pg_extern(stable)]
@@ -43,4 +83,17 @@ fn similar_items(
     let fitted = cache::get(&row)?;
     let Some(item_id) = item_id else { return Ok(TableIterator::new(Vec::new())) };
     Ok(TableIterator::new(fitted.similar_items(item_id, n)?))
+}
+
+#[pg_extern(stable)]
+fn similar_users(
+    user_id: Option<i64>,
+    n: default!(Option<i32>, 10),
+    model: default!(Option<&str>, "NULL"),
+) -> Result<TableIterator<'static, (name!(user_id, i64), name!(score, f32))>, ErrorReport> {
+    let n = positive_n(n)?;
+    let row = catalog::resolve(model)?;
+    let fitted = cache::get(&row)?;
+    let Some(user_id) = user_id else { return Ok(TableIterator::new(Vec::new())) };
+    Ok(TableIterator::new(fitted.similar_users(user_id, n)?))
 }

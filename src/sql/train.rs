@@ -15,12 +15,25 @@ use crate::sql::errors::required;
 use crate::sql::gucs;
 use crate::sql::source::Source;
 
-/// Between chunks of a fit, on the backend thread: honour query cancel and statement_timeout.
-struct Interruptible;
+/// Called by the fit on the backend thread: between chunks, honour query cancel and
+/// statement_timeout; after each iteration or epoch, also report progress as a NOTICE.
+struct Interruptible {
+    started: Instant,
+}
 
 impl Progress for Interruptible {
     fn step(&mut self, _done: usize, _total: usize) -> crate::engine::Result<()> {
         pgrx::check_for_interrupts!();
+        Ok(())
+    }
+
+    fn epoch(&mut self, algorithm: &str, done: usize, total: usize, metric: &str, value: f64) -> crate::engine::Result<()> {
+        pgrx::check_for_interrupts!();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let left = elapsed / done.max(1) as f64 * total.saturating_sub(done) as f64;
+        pgrx::notice!(
+            "pg_recsys: {algorithm} iteration {done}/{total}: {metric} {value:.6}, {elapsed:.1} s elapsed, about {left:.1} s left"
+        );
         Ok(())
     }
 }
@@ -55,6 +68,11 @@ fn train(
         )
         .into());
     }
+    if spec.needs_ratings() && rating_column.is_none() {
+        return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" predicts ratings and needs a rating column"))
+            .with_hint("pass rating_column => 'rating', or use als or bpr for implicit feedback")
+            .into());
+    }
     let source = Source::resolve(
         &source,
         required(user_column, "user_column")?,
@@ -87,7 +105,7 @@ fn train(
         .num_threads(threads)
         .build()
         .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} training threads: {e}")))?;
-    let fitted = spec.fit(&data, &pool, &mut Interruptible)?;
+    let fitted = spec.fit(&data, &pool, &mut Interruptible { started: Instant::now() })?;
     let seconds = started.elapsed().as_secs_f64();
     let (users, n_items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
     drop(data);
