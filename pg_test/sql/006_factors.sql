@@ -11,8 +11,8 @@ SELECT model, version, algorithm, users, items
   FROM recsys.train('mf', 'r', 'biased_mf', '{"factors": 8, "epochs": 10}', rating_column => 'rating');
 SELECT model, version, algorithm, users, items
   FROM recsys.train('pp', 'r', 'svdpp', '{"factors": 8, "epochs": 10}', rating_column => 'rating');
--- the effective parameters are stored
-SELECT name, params FROM recsys.models WHERE name IN ('als', 'pp') ORDER BY name;
+-- the effective parameters are stored, and the engine's fit time next to the total
+SELECT name, params, metrics ? 'fit_seconds' AS fit_seconds FROM recsys.models WHERE name IN ('als', 'pp') ORDER BY name;
 
 -- every model recommends 5 unseen items, ordered by score
 SELECT m, count(*) AS n,

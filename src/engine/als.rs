@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::engine::factors::{fingerprint, FactorKind, Factors};
 use crate::engine::interactions::{Csr, Interactions};
-use crate::engine::linalg::{axpy, dot, gram};
+use crate::engine::linalg::{axpy_with, dot_with, gram, madd};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{Progress, Result};
@@ -28,7 +28,7 @@ impl AlsParams {
         Ok(AlsParams {
             factors: p.int("factors", 64, 1, 1024)? as usize,
             iterations: p.int("iterations", 15, 1, 10_000)? as usize,
-            regularization: p.float("regularization", 0.05, 0.0, 1e6)? as f32,
+            regularization: p.float("regularization", 40.0, 0.0, 1e6)? as f32,
             alpha: p.float("alpha", 4.0, 0.0, 1e6)? as f32,
             cg_steps: p.int("cg_steps", 3, 1, 100)? as usize,
             seed: p.int("seed", 42, 0, i64::MAX)? as u64,
@@ -110,11 +110,10 @@ fn solve_side(
                 .par_chunks_mut(k)
                 .enumerate()
                 .map_init(
-                    || vec![0f32; 3 * k],
+                    || vec![0f32; 4 * k],
                     |scratch, (r, xr)| {
                         let (cols, vals) = rows.row(start + r);
-                        conjugate_gradient(xr, cols, vals, y, &yty, p, scratch);
-                        objective(xr, cols, vals, y, &yty, p.alpha, &mut scratch[..k])
+                        solve_row(xr, cols, vals, y, &yty, p, scratch)
                     },
                 )
                 .sum::<f64>()
@@ -125,64 +124,87 @@ fn solve_side(
     Ok((loss, n))
 }
 
+/// CG on one row; returns the row's share of the objective. On x86-64 with AVX2 and FMA the
+/// same code is compiled a second time with 256-bit fused multiply-adds, chosen at run time.
+fn solve_row(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (which implies FMA), checked just above.
+        return unsafe { solve_row_avx512(x, cols, vals, y, yty, p, scratch) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        return unsafe { solve_row_avx2(x, cols, vals, y, yty, p, scratch) };
+    }
+    conjugate_gradient::<false>(x, cols, vals, y, yty, p, scratch)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn solve_row_avx2(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) -> f64 {
+    conjugate_gradient::<true>(x, cols, vals, y, yty, p, scratch)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn solve_row_avx512(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) -> f64 {
+    conjugate_gradient::<true>(x, cols, vals, y, yty, p, scratch)
+}
+
 /// out = (YᵀY + λI) v + Σ_j (c_j − 1)(y_j·v) y_j
-#[inline]
-fn apply(v: &[f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], alpha: f32, out: &mut [f32]) {
+#[inline(always)]
+fn apply<const FMA: bool>(v: &[f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], alpha: f32, out: &mut [f32]) {
     let k = v.len();
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = dot(&yty[i * k..(i + 1) * k], v);
+    // YᵀY is symmetric: accumulate its rows scaled by v (no horizontal sums).
+    out.iter_mut().for_each(|o| *o = 0.0);
+    for (i, &vi) in v.iter().enumerate() {
+        axpy_with::<FMA>(vi, &yty[i * k..(i + 1) * k], out);
     }
     for (&j, &w) in cols.iter().zip(vals) {
         let yj = &y[j as usize * k..(j as usize + 1) * k];
-        axpy(alpha * w * dot(yj, v), yj, out);
+        axpy_with::<FMA>(alpha * w * dot_with::<FMA>(yj, v), yj, out);
     }
 }
 
-/// A few CG steps on one row's normal equations, starting from the current `x`.
-fn conjugate_gradient(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) {
+/// A few CG steps on one row's normal equations A x = b, starting from the current `x`.
+/// Returns the row's share of the objective Σ_i c_ui (p_ui − x·y_i)² + λ|x|² over all items,
+/// which is xᵀAx − 2bᵀx + Σ_observed c = −bᵀx − rᵀx + Σ_observed c with r = b − Ax.
+#[inline(always)]
+fn conjugate_gradient<const FMA: bool>(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) -> f64 {
     let k = x.len();
     let (r, rest) = scratch.split_at_mut(k);
-    let (dir, ap) = rest.split_at_mut(k);
+    let (dir, rest) = rest.split_at_mut(k);
+    let (ap, b) = rest.split_at_mut(k);
     // r = b − A x, with b = Σ c_j y_j
-    apply(x, cols, vals, y, yty, p.alpha, ap);
+    apply::<FMA>(x, cols, vals, y, yty, p.alpha, ap);
     r.iter_mut().zip(ap.iter()).for_each(|(ri, a)| *ri = -a);
+    let mut total_confidence = 0f64;
     for (&j, &w) in cols.iter().zip(vals) {
-        axpy(1.0 + p.alpha * w, &y[j as usize * k..(j as usize + 1) * k], r);
+        let c = 1.0 + p.alpha * w;
+        total_confidence += c as f64;
+        axpy_with::<FMA>(c, &y[j as usize * k..(j as usize + 1) * k], r);
     }
+    b.iter_mut().zip(r.iter().zip(ap.iter())).for_each(|(bi, (ri, ai))| *bi = ri + ai);
     dir.copy_from_slice(r);
-    let mut rs_old = dot(r, r);
+    let mut rs_old = dot_with::<FMA>(r, r);
     for _ in 0..p.cg_steps {
         if rs_old < 1e-20 {
             break;
         }
-        apply(dir, cols, vals, y, yty, p.alpha, ap);
-        let step = rs_old / dot(dir, ap);
+        apply::<FMA>(dir, cols, vals, y, yty, p.alpha, ap);
+        let step = rs_old / dot_with::<FMA>(dir, ap);
         if !step.is_finite() {
             break;
         }
-        axpy(step, dir, x);
-        axpy(-step, ap, r);
-        let rs_new = dot(r, r);
+        axpy_with::<FMA>(step, dir, x);
+        axpy_with::<FMA>(-step, ap, r);
+        let rs_new = dot_with::<FMA>(r, r);
         let beta = rs_new / rs_old;
-        dir.iter_mut().zip(r.iter()).for_each(|(d, ri)| *d = ri + beta * *d);
+        dir.iter_mut().zip(r.iter()).for_each(|(d, ri)| *d = madd::<FMA>(beta, *d, *ri));
         rs_old = rs_new;
     }
-}
-
-/// This row's part of the objective Σ c_ui (p_ui − x_u·y_i)² + λ|x_u|², over all items:
-/// xᵀ(YᵀY + λI)x + Σ_observed [(c − 1)(x·y)² − 2c(x·y) + c].
-fn objective(x: &[f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], alpha: f32, tmp: &mut [f32]) -> f64 {
-    let k = x.len();
-    for (i, t) in tmp.iter_mut().enumerate() {
-        *t = dot(&yty[i * k..(i + 1) * k], x);
-    }
-    let mut l = dot(tmp, x) as f64;
-    for (&j, &w) in cols.iter().zip(vals) {
-        let s = dot(x, &y[j as usize * k..(j as usize + 1) * k]) as f64;
-        let c = 1.0 + alpha as f64 * w as f64;
-        l += (c - 1.0) * s * s - 2.0 * c * s + c;
-    }
-    l
+    total_confidence - dot_with::<FMA>(b, x) as f64 - dot_with::<FMA>(r, x) as f64
 }
 
 #[cfg(test)]
@@ -224,7 +246,7 @@ mod tests {
         (0..k).for_each(|i| yty[i * k + i] += p.regularization);
         let (cols, vals) = ([0u32, 2, 3], [1.0f32, 2.0, 1.0]);
         let mut x = vec![0f32; k];
-        conjugate_gradient(&mut x, &cols, &vals, &y, &yty, &p, &mut vec![0f32; 3 * k]);
+        conjugate_gradient::<false>(&mut x, &cols, &vals, &y, &yty, &p, &mut vec![0f32; 4 * k]);
         // exact: A = YᵀY + λI + Σ α w y yᵀ, b = Σ (1 + α w) y
         let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
         let mut b = vec![0f64; k];

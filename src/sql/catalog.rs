@@ -40,6 +40,8 @@ pub struct NewVersion<'a> {
     pub items: i64,
     pub interactions: i64,
     pub seconds: f64,
+    /// The engine's share of `seconds` (the fit alone), kept in `metrics.fit_seconds`.
+    pub fit_seconds: f64,
     pub model: &'a Model,
 }
 
@@ -69,8 +71,9 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
         let id: i64 = client
             .update(
                 "INSERT INTO recsys.models (name, version, algorithm, params, source, columns, seconds, \
-                 users, items, interactions, deployed) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true) RETURNING id",
+                 users, items, interactions, deployed, metrics) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true, \
+                         jsonb_build_object('fit_seconds', $11::float8)) RETURNING id",
                 None,
                 &[
                     v.name.into(),
@@ -83,6 +86,7 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
                     v.users.into(),
                     v.items.into(),
                     v.interactions.into(),
+                    v.fit_seconds.into(),
                 ],
             )
             .map_err(spi)?

@@ -105,7 +105,9 @@ fn train(
         .num_threads(threads)
         .build()
         .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} training threads: {e}")))?;
-    let fitted = spec.fit(&data, &pool, &mut Interruptible { started: Instant::now() })?;
+    let fit_started = Instant::now();
+    let fitted = spec.fit(&data, &pool, &mut Interruptible { started: fit_started })?;
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
     let seconds = started.elapsed().as_secs_f64();
     let (users, n_items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
     drop(data);
@@ -118,6 +120,7 @@ fn train(
         items: n_items,
         interactions,
         seconds,
+        fit_seconds,
         model: &fitted,
     })?;
     Ok(TableIterator::once((name.to_string(), version, algorithm.to_string(), users, n_items, interactions, seconds)))
