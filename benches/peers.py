@@ -11,6 +11,7 @@ import scipy.sparse as sp
 ap = argparse.ArgumentParser()
 ap.add_argument("--shared", required=True)
 ap.add_argument("--splits", nargs="+", required=True)
+ap.add_argument("--scale", help="CSV of user,item pairs: time implicit's ALS fit on it")
 ap.add_argument("--out", required=True)
 a = ap.parse_args()
 sys.path.insert(0, os.path.join(a.shared, "eval"))
@@ -70,12 +71,14 @@ def run_split(name):
 
 
 def surprise_folds():
-    from surprise import BaselineOnly, Dataset, KNNBaseline, Reader, accuracy
+    from surprise import SVD, SVDpp, BaselineOnly, Dataset, KNNBaseline, Reader, accuracy
     reader = Reader(line_format="user item rating timestamp", sep="\t", rating_scale=(1, 5))
     res = {}
     for label, make in [("BaselineOnly", lambda: BaselineOnly(verbose=False)),
                         ("KNNBaseline item pearson_baseline k=40",
-                         lambda: KNNBaseline(k=40, sim_options={"name": "pearson_baseline", "user_based": False}, verbose=False))]:
+                         lambda: KNNBaseline(k=40, sim_options={"name": "pearson_baseline", "user_based": False}, verbose=False)),
+                        ("SVD (100 factors, 20 epochs)", lambda: SVD(random_state=42)),
+                        ("SVD++ (20 factors, 20 epochs)", lambda: SVDpp(random_state=42))]:
         rmse, mae, fit = [], [], []
         for k in range(1, 6):
             d = os.path.join(a.shared, "data", "ml-100k")
@@ -89,7 +92,20 @@ def surprise_folds():
     return res
 
 
+def scale(path):
+    from implicit.cpu.als import AlternatingLeastSquares
+    pairs = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    users, uinv = np.unique(pairs[:, 0], return_inverse=True)
+    items, iinv = np.unique(pairs[:, 1], return_inverse=True)
+    X = sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), (uinv, iinv)), shape=(len(users), len(items)))
+    model = AlternatingLeastSquares(factors=64, regularization=0.05, iterations=15, alpha=5.0, random_state=42)
+    t = time.perf_counter(); model.fit(X, show_progress=False); f = time.perf_counter() - t
+    return {"users": len(users), "items": len(items), "interactions": int(X.nnz), "fit_s": f}
+
+
 result = {"topn": {s: run_split(s) for s in a.splits}, "rating": surprise_folds()}
+if a.scale:
+    result["scale"] = scale(a.scale)
 import implicit, surprise  # noqa: E402
 result["versions"] = {"implicit": implicit.__version__, "scikit-surprise": surprise.__version__, "numpy": np.__version__}
 json.dump(result, open(a.out, "w"), indent=2)

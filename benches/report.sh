@@ -20,7 +20,7 @@ if [ ! -x $VENV/bin/python ] || ! $VENV/bin/python -c "import implicit, surprise
 fi
 
 now() { date +%s.%N; }
-echo "split,algorithm,fit_s,recommend_s,metric,value" > $OUT/ours.csv
+echo "split,algorithm,fit_s,engine_fit_s,recommend_s,metric,value" > $OUT/ours.csv
 for s in $SPLITS; do
   fresh_db pg_recsys_bench
   $P -c "CREATE TABLE train (user_id int, item_id int, rating real, ts bigint)" \
@@ -30,7 +30,9 @@ for s in $SPLITS; do
      -c "\copy test FROM '$SHARED/eval/splits/${s}_test.csv' WITH (FORMAT csv, HEADER)" \
      -c "ANALYZE train" -c "ANALYZE test"
   while IFS='|' read -r alg params; do
-    fit=$($P -At -c "SELECT seconds FROM recsys.train('m', 'train', '$alg', '$params')")
+    # (two statements: a query does not see the catalog row its own train call inserts)
+    fit=$($P -At -F, -c "SELECT 1 FROM recsys.train('m', 'train', '$alg', '$params')" \
+                     -c "SELECT seconds, metrics->>'fit_seconds' FROM recsys.models WHERE name = 'm' AND deployed" | tail -1)
     t0=$(now)
     $P -c "\copy (SELECT u.user_id, r.item_id, r.rank FROM (SELECT DISTINCT user_id FROM test) u, LATERAL recsys.recommend(u.user_id, 10, 'm') r) TO '/dev/null'"
     rec=$(python3 -c "print(round($(now) - $t0, 4))")
@@ -40,9 +42,48 @@ for s in $SPLITS; do
   done <<'ALGS'
 popularity|{}
 item_knn|{"k": 100}
+svd|{}
+als|{}
+bpr|{}
 ALGS
 done
+
+# Rating prediction on the ML-100K folds u1..u5: RMSE/MAE of recsys.predict on each test fold
+# (an unknown user or item gets the training mean, as Surprise does).
+echo "algorithm,fold,rmse,mae,fit_s,engine_fit_s" > $OUT/ours_rating.csv
+ML100K=$SHARED/data/ml-100k
+for k in 1 2 3 4 5; do
+  fresh_db pg_recsys_bench
+  $P -c "CREATE TABLE base (user_id int, item_id int, rating real, ts bigint)" \
+     -c "\copy base FROM '$ML100K/u$k.base' WITH (FORMAT text)" -c "CREATE INDEX ON base (user_id)" \
+     -c "CREATE TABLE fold (user_id int, item_id int, rating real, ts bigint)" \
+     -c "\copy fold FROM '$ML100K/u$k.test' WITH (FORMAT text)"
+  for alg in biased_mf svdpp; do
+    $P -c "SELECT 1 FROM recsys.train('m', 'base', '$alg', rating_column => 'rating')" >/dev/null
+    $P -At -F, -c "WITH mean AS (SELECT avg(rating) AS mu FROM base),
+                        p AS (SELECT coalesce(recsys.predict(f.user_id, f.item_id, 'm'), mean.mu) - f.rating AS e FROM fold f, mean)
+                   SELECT '$alg', $k, sqrt(avg(e * e)), avg(abs(e)), m.seconds, (m.metrics->>'fit_seconds')::float8
+                     FROM p, recsys.models m WHERE m.name = 'm' AND m.deployed
+                    GROUP BY m.seconds, m.metrics" >> $OUT/ours_rating.csv
+    $P -c "SELECT recsys.drop_model('m')" >/dev/null
+  done
+  echo "bench: ml-100k fold u$k done"
+done
+
+# Scale: ALS (64 factors, 15 iterations) on ~5M synthetic interactions, 100k users x 20k items.
+fresh_db pg_recsys_bench
+$P -c "CREATE TABLE syn AS SELECT user_id, item_id FROM recsys.synthetic_interactions(100000, 20000, 5000000, 42)" \
+   -c "CREATE INDEX ON syn (user_id)" -c "ANALYZE syn"
+$P -c "\copy syn TO '$(pwd)/$OUT/syn.csv' WITH (FORMAT csv)"
+$P -c "SELECT 1 FROM recsys.train('m', 'syn', 'als', '{\"factors\": 64, \"iterations\": 15}')" >/dev/null
+$P -At -F, -c "SELECT users, items, interactions, seconds, (metrics->>'fit_seconds')::float8
+                 FROM recsys.models WHERE name = 'm' AND deployed" > $OUT/ours_scale.csv
+echo "bench: synthetic ALS $(cat $OUT/ours_scale.csv)"
+psql -X -q -d postgres -c "DROP DATABASE pg_recsys_bench"
+
 echo "bench: running peers (implicit, numpy EASE, Surprise)"
-OPENBLAS_NUM_THREADS=1 $VENV/bin/python benches/peers.py --shared "$SHARED" --splits $SPLITS --out $OUT/peers.json
-$VENV/bin/python benches/report.py --ours $OUT/ours.csv --peers $OUT/peers.json --out benches
+OPENBLAS_NUM_THREADS=1 $VENV/bin/python benches/peers.py --shared "$SHARED" --splits $SPLITS --scale $OUT/syn.csv --out $OUT/peers.json
+rm -f $OUT/syn.csv
+$VENV/bin/python benches/report.py --ours $OUT/ours.csv --ours-rating $OUT/ours_rating.csv --ours-scale $OUT/ours_scale.csv \
+  --peers $OUT/peers.json --out benches
 echo "bench: wrote benches/REPORT.md and benches/*.png"

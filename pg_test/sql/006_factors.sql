@@ -71,6 +71,17 @@ SELECT bool_and(item_id NOT IN (SELECT item_id FROM r WHERE user_id = 9000)) AS 
 SELECT recsys.predict(9000, 1, 'mf') BETWEEN 1 AND 5 AS folded_in_rating;
 SELECT version FROM recsys.models WHERE name = 'als' AND deployed;
 
+-- evaluate scores a rating model's RMSE and MAE on the test table's ratings too, and agrees
+-- with recsys.predict (the training mean standing in where predict is NULL)
+CREATE TABLE r_test AS SELECT 1 AS user_id, 7 AS item_id, 4.0::real AS rating
+  UNION ALL SELECT 2, 9, 2.0 UNION ALL SELECT 3, 424242, 3.0 UNION ALL SELECT 424242, 5, 5.0;
+CREATE TEMP TABLE ev AS SELECT * FROM recsys.evaluate('mf', 'r_test', 5);
+SELECT metric FROM ev WHERE metric IN ('rmse', 'mae', 'ratings') ORDER BY metric;
+SELECT abs((SELECT value FROM ev WHERE metric = 'rmse')
+           - sqrt(avg((coalesce(recsys.predict(t.user_id, t.item_id, 'mf'), (SELECT avg(rating) FROM r)) - t.rating) ^ 2))) < 1e-5 AS rmse_agrees,
+       (SELECT value FROM ev WHERE metric = 'ratings') AS ratings
+  FROM r_test t;
+
 -- errors
 SELECT regress.err($$SELECT * FROM recsys.train('x', 'r', 'biased_mf')$$);
 SELECT regress.err($$SELECT * FROM recsys.train('x', 'r', 'als', '{"factors": 0}')$$);

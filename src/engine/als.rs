@@ -275,7 +275,7 @@ mod tests {
             let u = f.user(user);
             let best = (0..8u32)
                 .filter(|i| !seen.contains(i))
-                .max_by(|&a, &b| dot(u, f.item(a as usize)).total_cmp(&dot(u, f.item(b as usize))))
+                .max_by(|&a, &b| dot_with::<false>(u, f.item(a as usize)).total_cmp(&dot_with::<false>(u, f.item(b as usize))))
                 .unwrap();
             assert_eq!(best as usize, base + user % 4, "user {user}");
         }

@@ -4,8 +4,8 @@
 //! same model every time.
 
 use crate::engine::factors::{fingerprint, FactorKind, Factors};
-use crate::engine::interactions::Interactions;
-use crate::engine::linalg::dot;
+use crate::engine::interactions::{Csr, Interactions};
+use crate::engine::linalg::{dot_with, madd};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{Progress, Result};
@@ -39,7 +39,7 @@ pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, k: usize) -> 
 const FOLD_IN_ALPHA: f32 = 4.0;
 const FOLD_IN_REGULARIZATION: f32 = 0.05;
 /// Samples between two interrupt checks.
-const CHECK_EVERY: usize = 200_000;
+const CHECK_EVERY: usize = 100_000;
 
 pub fn fit(data: &Interactions, p: &BprParams, progress: &mut dyn Progress) -> Result<Factors> {
     let k = p.factors;
@@ -57,41 +57,18 @@ pub fn fit(data: &Interactions, p: &BprParams, progress: &mut dyn Progress) -> R
     }
     let mut grad_u = vec![0f32; k];
     for epoch in 0..p.epochs {
-        let (mut log_loss, mut drawn) = (0f64, 0usize);
-        for s in 0..nnz {
-            if s % CHECK_EVERY == CHECK_EVERY - 1 {
-                progress.step(epoch * nnz + s, p.epochs * nnz)?;
-            }
-            let pos = rng.below(nnz as u64) as usize;
-            let u = owner[pos] as usize;
-            let i = m.indices[pos] as usize;
-            // Negatives are drawn in proportion to item popularity (an item of another random
-            // interaction), as implicit does: popular items are the informative negatives.
-            let j = m.indices[rng.below(nnz as u64) as usize] as usize;
-            let (seen, _) = m.row(u);
-            if seen.binary_search(&(j as u32)).is_ok() {
-                continue;
-            }
-            drawn += 1;
-            let (pu, qi, qj) = (&users[u * k..(u + 1) * k], &items[i * k..(i + 1) * k], &items[j * k..(j + 1) * k]);
-            let x = dot(pu, qi) - dot(pu, qj) + bias[i] - bias[j];
-            // z = σ(−x): the gradient weight of ln σ(x).
-            let z = 1.0 / (1.0 + x.exp());
-            log_loss += (1.0 + (-x as f64).exp()).ln();
-            for f in 0..k {
-                grad_u[f] = z * (qi[f] - qj[f]) - p.reg * pu[f];
-            }
-            for f in 0..k {
-                let puf = users[u * k + f];
-                items[i * k + f] += p.lr * (z * puf - p.reg * items[i * k + f]);
-                items[j * k + f] += p.lr * (-z * puf - p.reg * items[j * k + f]);
-                users[u * k + f] += p.lr * grad_u[f];
-            }
-            bias[i] += p.lr * (z - p.reg * bias[i]);
-            bias[j] += p.lr * (-z - p.reg * bias[j]);
+        let (mut correct, mut drawn) = (0usize, 0usize);
+        let mut done = 0;
+        while done < nnz {
+            let count = CHECK_EVERY.min(nnz - done);
+            let mut st = Sgd { users: &mut users, items: &mut items, bias: &mut bias, grad_u: &mut grad_u };
+            let (c, d) = samples(&mut st, m, &owner, p, &mut rng, count);
+            correct += c;
+            drawn += d;
+            done += count;
+            progress.step(epoch * nnz + done, p.epochs * nnz)?;
         }
-        let drawn_f = drawn.max(1) as f64;
-        progress.epoch("bpr", epoch + 1, p.epochs, "log_loss", log_loss / drawn_f)?;
+        progress.epoch("bpr", epoch + 1, p.epochs, "correctly_ordered", correct as f64 / drawn.max(1) as f64)?;
     }
     let fingerprints = (0..n_users)
         .map(|u| {
@@ -116,6 +93,82 @@ pub fn fit(data: &Interactions, p: &BprParams, progress: &mut dyn Progress) -> R
         gram: Vec::new(),
     }
     .with_gram())
+}
+
+/// The parameters SGD updates.
+struct Sgd<'a> {
+    users: &'a mut [f32],
+    items: &'a mut [f32],
+    bias: &'a mut [f32],
+    grad_u: &'a mut [f32],
+}
+
+/// `count` SGD steps; returns (triples the model already ordered right, triples drawn).
+/// On x86-64 with AVX2 and FMA the same code runs compiled for 256-bit fused multiply-adds.
+fn samples(st: &mut Sgd, m: &Csr, owner: &[u32], p: &BprParams, rng: &mut Rng, count: usize) -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        return unsafe { samples_avx2(st, m, owner, p, rng, count) };
+    }
+    samples_with::<false>(st, m, owner, p, rng, count)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn samples_avx2(st: &mut Sgd, m: &Csr, owner: &[u32], p: &BprParams, rng: &mut Rng, count: usize) -> (usize, usize) {
+    samples_with::<true>(st, m, owner, p, rng, count)
+}
+
+#[inline(always)]
+fn samples_with<const FMA: bool>(st: &mut Sgd, m: &Csr, owner: &[u32], p: &BprParams, rng: &mut Rng, count: usize) -> (usize, usize) {
+    let k = st.grad_u.len();
+    let nnz = m.nnz() as u64;
+    let (mut correct, mut drawn) = (0, 0);
+    for _ in 0..count {
+        let pos = rng.below(nnz) as usize;
+        let u = owner[pos] as usize;
+        let i = m.indices[pos] as usize;
+        // Negatives are drawn in proportion to item popularity (the item of another random
+        // interaction), as implicit does: popular items are the informative negatives.
+        let j = m.indices[rng.below(nnz) as usize] as usize;
+        let (seen, _) = m.row(u);
+        if seen.binary_search(&(j as u32)).is_ok() {
+            continue; // also excludes j == i
+        }
+        drawn += 1;
+        let pu = &mut st.users[u * k..(u + 1) * k];
+        let (qi, qj) = two_rows(st.items, i, j, k);
+        let x = dot_with::<FMA>(pu, qi) - dot_with::<FMA>(pu, qj) + st.bias[i] - st.bias[j];
+        correct += usize::from(x > 0.0);
+        // z = σ(−x): the gradient weight of ln σ(x).
+        let z = 1.0 / (1.0 + x.exp());
+        let (lr, reg) = (p.lr, p.reg);
+        for f in 0..k {
+            st.grad_u[f] = madd::<FMA>(z, qi[f] - qj[f], -reg * pu[f]);
+        }
+        for f in 0..k {
+            let puf = pu[f];
+            qi[f] = madd::<FMA>(lr, madd::<FMA>(z, puf, -reg * qi[f]), qi[f]);
+            qj[f] = madd::<FMA>(lr, madd::<FMA>(-z, puf, -reg * qj[f]), qj[f]);
+            pu[f] = madd::<FMA>(lr, st.grad_u[f], puf);
+        }
+        st.bias[i] += lr * (z - reg * st.bias[i]);
+        st.bias[j] += lr * (-z - reg * st.bias[j]);
+    }
+    (correct, drawn)
+}
+
+/// Rows i and j (i ≠ j) of a row-major matrix, both mutable.
+#[inline(always)]
+fn two_rows(m: &mut [f32], i: usize, j: usize, k: usize) -> (&mut [f32], &mut [f32]) {
+    if i < j {
+        let (a, b) = m.split_at_mut(j * k);
+        (&mut a[i * k..(i + 1) * k], &mut b[..k])
+    } else {
+        let (a, b) = m.split_at_mut(i * k);
+        (&mut b[..k], &mut a[j * k..(j + 1) * k])
+    }
 }
 
 #[cfg(test)]
@@ -148,7 +201,7 @@ mod tests {
         // Each user's unseen in-group item outranks every out-of-group item.
         for user in 0..20usize {
             let base = if user < 10 { 0 } else { 5 };
-            let score = |i: usize| dot(a.user(user), a.item(i)) + a.item_bias[i];
+            let score = |i: usize| crate::engine::linalg::dot(a.user(user), a.item(i)) + a.item_bias[i];
             let missing = score(base + user % 5);
             let other = if user < 10 { 5..10 } else { 0..5 };
             assert!(other.clone().all(|i| score(i) < missing), "user {user}");

@@ -100,9 +100,61 @@ pub fn evaluate_top_n(model: &Model, train: &Interactions, test: &[(i64, Vec<i64
     }
 }
 
+/// RMSE and MAE of a rating model on held-out (user, item, rating) rows, each user's training row
+/// as their history. Where the model gives no prediction (an item it does not know) the training
+/// mean stands in, as Surprise does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RatingError {
+    pub rmse: f64,
+    pub mae: f64,
+    pub ratings: usize,
+}
+
+pub fn rating_error(model: &Model, train: &Interactions, test: &Interactions, pool: &rayon::ThreadPool) -> RatingError {
+    let mean = train.matrix.values.iter().map(|&v| v as f64).sum::<f64>() / train.nnz().max(1) as f64;
+    let (se, ae) = pool.install(|| {
+        (0..test.n_users())
+            .into_par_iter()
+            .map(|u| {
+                let user = test.user_ids[u];
+                let history: Vec<(i64, f32)> = match index_of(&train.user_ids, user) {
+                    Some(r) => {
+                        let (cols, vals) = train.matrix.row(r as usize);
+                        cols.iter().zip(vals).map(|(&i, &w)| (train.item_ids[i as usize], w)).collect()
+                    }
+                    None => Vec::new(),
+                };
+                let (cols, vals) = test.matrix.row(u);
+                cols.iter().zip(vals).fold((0f64, 0f64), |(se, ae), (&i, &r)| {
+                    let p = model.predict(Some(user), &history, test.item_ids[i as usize]).map_or(mean, |p| p as f64);
+                    let e = p - r as f64;
+                    (se + e * e, ae + e.abs())
+                })
+            })
+            .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    let n = test.nnz().max(1) as f64;
+    RatingError { rmse: (se / n).sqrt(), mae: ae / n, ratings: test.nnz() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rating_error_of_a_popularity_model_by_hand() {
+        // A popularity model "predicts" its popularity score; item 30 is unknown → training mean.
+        let train = Interactions::from_triplets(&[1, 2, 2], &[10, 10, 20], &[4.0, 2.0, 3.0]).unwrap();
+        let (spec, _) = crate::engine::model::Spec::parse("popularity", &serde_json::json!({})).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let model = spec.fit(&train, &pool, &mut crate::engine::NoProgress).unwrap();
+        let test = Interactions::from_triplets(&[1, 3], &[20, 30], &[2.0, 5.0]).unwrap();
+        let e = rating_error(&model, &train, &test, &pool);
+        // predictions: item 20 → popularity 1; item 30 → mean 3. errors −1 and −2.
+        close(e.rmse, (2.5f64).sqrt());
+        close(e.mae, 1.5);
+        assert_eq!(e.ratings, 2);
+    }
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");

@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgRelation};
 use serde_json::json;
 
-use crate::engine::metrics::evaluate_top_n;
+use crate::engine::metrics::{evaluate_top_n, rating_error};
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::{required, spi};
 use crate::sql::source::Source;
@@ -28,7 +28,10 @@ fn evaluate(
     let row = catalog::resolve(model)?;
     let fitted = cache::get(&row)?;
     let source = Source::from_catalog(row.source.clone(), &row.columns)?;
-    let test_source = Source::resolve(&test, &source.user_column, &source.item_column, None, None)?;
+    // A rating model is also scored on the test table's ratings (same rating column name).
+    let rating_model = fitted.factors().is_some_and(|f| f.kind.explicit());
+    let rating_column = if rating_model { source.rating_column.as_deref() } else { None };
+    let test_source = Source::resolve(&test, &source.user_column, &source.item_column, rating_column, None)?;
     let (train, _) = source.read()?;
     let (held_out, _) = test_source.read()?;
     let test_users: Vec<(i64, Vec<i64>)> = (0..held_out.n_users())
@@ -44,9 +47,10 @@ fn evaluate(
         .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} threads: {e}")))?;
     let started = Instant::now();
     let m = evaluate_top_n(&fitted, &train, &test_users, k as usize, &pool);
+    let errors = rating_model.then(|| rating_error(&fitted, &train, &held_out, &pool));
     let seconds = started.elapsed().as_secs_f64();
 
-    let rows: Vec<(String, f64)> = vec![
+    let mut rows: Vec<(String, f64)> = vec![
         (format!("precision@{k}"), m.precision),
         (format!("recall@{k}"), m.recall),
         (format!("ndcg@{k}"), m.ndcg),
@@ -55,6 +59,9 @@ fn evaluate(
         (format!("coverage@{k}"), m.coverage),
         ("users".to_string(), m.users as f64),
     ];
+    if let Some(e) = errors {
+        rows.extend([("rmse".to_string(), e.rmse), ("mae".to_string(), e.mae), ("ratings".to_string(), e.ratings as f64)]);
+    }
     let mut stored = serde_json::Map::new();
     rows.iter().for_each(|(name, v)| {
         stored.insert(name.clone(), json!(v));
