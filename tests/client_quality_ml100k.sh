@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end quality on the shared ML-100K implicit split, scored by the reference scorer:
-# load train into a table, train popularity and item_knn (cosine, k=100), export recommend(u, 10)
-# for every test user with \copy, run ../shared/eval/evaluate_topn.py, and require NDCG@10 within
-# 2 % of the peers in ../shared/eval/PEERS.md (ItemKNN 0.3426, Popularity 0.2142); and require
-# recsys.evaluate on the same model and test table to agree with the scorer to 1e-6.
+# load train into a table, train popularity, item_knn (cosine, k=100), als, bpr and svd with their
+# defaults, export recommend(u, 10) for every test user with \copy, run
+# ../shared/eval/evaluate_topn.py, and require NDCG@10 at least a floor (within 2 % of the peers in
+# ../shared/eval/PEERS.md for popularity and item_knn; the issue's floors for als 0.348 and bpr 0.333);
+# and require recsys.evaluate on the same model and test table to agree with the scorer to 1e-6.
+# Then rating prediction on the ML-100K folds u1..u5: mean RMSE from recsys.evaluate of biased_mf
+# at most 0.935 (Surprise SVD 0.9378) and of svdpp at most 0.920 (Surprise SVD++ 0.9220).
 # Skips (exit 0, with a message) when ../shared is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,21 +26,24 @@ $P -c "CREATE TABLE train (user_id int, item_id int, rating real, ts bigint)" \
    -c "CREATE TABLE test (user_id int, item_id int, rating real, ts bigint)" \
    -c "\copy test FROM '${SPLIT}_test.csv' WITH (FORMAT csv, HEADER)" \
    -c "SELECT recsys.train('pop', 'train', 'popularity')" \
-   -c "SELECT recsys.train('knn', 'train', 'item_knn', '{\"k\": 100, \"similarity\": \"cosine\"}')" >/dev/null
+   -c "SELECT recsys.train('knn', 'train', 'item_knn', '{\"k\": 100, \"similarity\": \"cosine\"}')" \
+   -c "SELECT recsys.train('als', 'train', 'als')" \
+   -c "SELECT recsys.train('bpr', 'train', 'bpr')" \
+   -c "SELECT recsys.train('svd', 'train', 'svd')" >/dev/null
 
-check() { # model peer_ndcg
-  local model=$1 peer=$2
+check() { # model floor peer_ndcg
+  local model=$1 floor=$2 peer=$3
   $P -c "\copy (SELECT u.user_id AS \"user\", r.item_id AS item, r.rank FROM (SELECT DISTINCT user_id FROM test) u, LATERAL recsys.recommend(u.user_id, 10, '$model') r ORDER BY 1, 3) TO '$OUT/$model.csv' WITH (FORMAT csv, HEADER)"
   python3 "$SHARED/eval/evaluate_topn.py" --recs "$OUT/$model.csv" --test "${SPLIT}_test.csv" \
     --train "${SPLIT}_train.csv" --json "$OUT/$model.json" | sed "s/^/  $model: /"
-  python3 - "$OUT/$model.json" "$peer" "$model" <<'PY'
+  python3 - "$OUT/$model.json" "$peer" "$model" "$floor" <<'PY'
 import json, sys
-m = json.load(open(sys.argv[1])); peer = float(sys.argv[2]); name = sys.argv[3]
+m = json.load(open(sys.argv[1])); peer = float(sys.argv[2]); name = sys.argv[3]; floor = float(sys.argv[4])
 ndcg = m["ndcg@10"]
 print(f"  {name}: NDCG@10 {ndcg:.4f} vs peer {peer:.4f} (ratio {ndcg / peer:.3f})")
 assert m["recs_of_already_seen_train_items"] == 0, "recommended a training item"
 assert m["users_without_recs"] == 0 and m["users_with_short_lists"] == 0, "short lists"
-assert ndcg >= 0.98 * peer, f"{name}: NDCG@10 {ndcg:.4f} is more than 2% below the peer's {peer}"
+assert ndcg >= floor, f"{name}: NDCG@10 {ndcg:.4f} is below {floor} (peer {peer})"
 PY
   $P -At -F, -c "SELECT metric, value FROM recsys.evaluate('$model', 'test', 10)" > "$OUT/$model.evaluate.csv"
   python3 - "$OUT/$model.json" "$OUT/$model.evaluate.csv" "$model" <<'PY'
@@ -50,6 +56,39 @@ for m in ["precision@10", "recall@10", "ndcg@10", "map@10", "hitrate@10", "cover
 print(f"  {name}: recsys.evaluate agrees with evaluate_topn.py to 1e-6 on all six metrics")
 PY
 }
-check pop 0.2142
-check knn 0.3426
+check pop 0.2099 0.2142
+check knn 0.3357 0.3426
+check als 0.348 0.3554
+check bpr 0.333 0.3401
+check svd 0.34 0.3479  # no peer: our own measured figure
+
+ML100K=$SHARED/data/ml-100k
+if [ -f "$ML100K/u1.base" ]; then
+  : > "$OUT/rmse.csv"
+  for k in 1 2 3 4 5; do
+    $P -c "DROP TABLE IF EXISTS base, fold" \
+       -c "CREATE TABLE base (user_id int, item_id int, rating real, ts bigint)" \
+       -c "\copy base FROM '$ML100K/u$k.base' WITH (FORMAT text)" -c "CREATE INDEX ON base (user_id)" \
+       -c "CREATE TABLE fold (user_id int, item_id int, rating real, ts bigint)" \
+       -c "\copy fold FROM '$ML100K/u$k.test' WITH (FORMAT text)" \
+       -c "SELECT recsys.train('mf$k', 'base', 'biased_mf', rating_column => 'rating')" \
+       -c "SELECT recsys.train('pp$k', 'base', 'svdpp', rating_column => 'rating')" >/dev/null
+    $P -At -F, -c "SELECT 'biased_mf', value FROM recsys.evaluate('mf$k', 'fold') WHERE metric = 'rmse'" \
+               -c "SELECT 'svdpp', value FROM recsys.evaluate('pp$k', 'fold') WHERE metric = 'rmse'" >> "$OUT/rmse.csv"
+  done
+  python3 - "$OUT/rmse.csv" <<'PY'
+import csv, sys
+from collections import defaultdict
+r = defaultdict(list)
+for alg, v in csv.reader(open(sys.argv[1])):
+    r[alg].append(float(v))
+for alg, limit, peer in [("biased_mf", 0.935, 0.9378), ("svdpp", 0.920, 0.9220)]:
+    assert len(r[alg]) == 5, r
+    mean = sum(r[alg]) / 5
+    print(f"  {alg}: mean RMSE over u1..u5 {mean:.4f} (limit {limit}, Surprise {peer})")
+    assert mean <= limit, f"{alg}: mean RMSE {mean:.4f} above {limit}"
+PY
+else
+  echo "  SKIP rating folds: $ML100K not found"
+fi
 echo "quality_ml100k: ok"
