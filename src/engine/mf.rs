@@ -93,7 +93,7 @@ pub fn fit(data: &Interactions, p: &MfParams, progress: &mut dyn Progress) -> Re
     for epoch in 0..p.epochs {
         rng.shuffle(&mut order);
         let mut sse = 0f64;
-        let mut done = 0usize;
+        let (mut done, mut next_check) = (0usize, CHECK_EVERY);
         for &o in &order {
             if p.plus {
                 let u = o;
@@ -127,8 +127,9 @@ pub fn fit(data: &Interactions, p: &MfParams, progress: &mut dyn Progress) -> Re
                 sse += (e * e) as f64;
                 done += 1;
             }
-            if done % CHECK_EVERY == 0 {
+            if done >= next_check {
                 progress.step(epoch * nnz + done, p.epochs * nnz)?;
+                next_check = done + CHECK_EVERY;
             }
         }
         progress.epoch(name, epoch + 1, p.epochs, "train_rmse", (sse / nnz as f64).sqrt())?;

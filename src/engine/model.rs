@@ -475,10 +475,23 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip() {
-        for m in [fit("item_knn", json!({"k": 2})), fit("popularity", json!({}))] {
+        let factor_models = [
+            fit("als", json!({"factors": 3, "iterations": 2})),
+            fit("bpr", json!({"factors": 3, "epochs": 2})),
+            fit("svd", json!({"factors": 2})),
+            fit("biased_mf", json!({"factors": 2, "epochs": 2})),
+            fit("svdpp", json!({"factors": 2, "epochs": 2})),
+        ];
+        for m in [fit("item_knn", json!({"k": 2})), fit("popularity", json!({}))].into_iter().chain(factor_models) {
             let bytes = m.encode();
             assert_eq!(Model::decode(&bytes).unwrap(), m);
         }
         assert_eq!(Model::decode(b"garbage garbage garbage").unwrap_err().kind, ErrorKind::Corrupt);
+        // A factor blob whose matrices disagree with the catalogue is refused, not served.
+        let mut bad = fit("als", json!({"factors": 3, "iterations": 1}));
+        if let Algorithm::Factors(f) = &mut bad.algorithm {
+            f.items.pop();
+        }
+        assert_eq!(Model::decode(&bad.encode()).unwrap_err().kind, ErrorKind::Corrupt);
     }
 }
