@@ -1,6 +1,6 @@
 //! Small dense linear algebra for the factor models: vector kernels written so the compiler
-//! vectorises them, a Cholesky solve for k×k systems, a symmetric eigensolver (cyclic Jacobi)
-//! and Gram–Schmidt orthonormalisation. No system BLAS is needed.
+//! vectorises them (fused multiply-adds where the caller is compiled for FMA), YᵀY, a Cholesky
+//! solve for k×k systems and a symmetric eigensolver (cyclic Jacobi). No system BLAS is needed.
 
 use rayon::prelude::*;
 
@@ -192,28 +192,6 @@ pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     (values, vectors)
 }
 
-/// Orthonormalise the columns of a column-major matrix (`cols` columns of length `len`) in place
-/// by modified Gram–Schmidt, twice for stability. A column that vanishes is left at zero.
-pub fn orthonormalize(m: &mut [f64], len: usize, cols: usize) {
-    for _pass in 0..2 {
-        for c in 0..cols {
-            let (done, rest) = m.split_at_mut(c * len);
-            let col = &mut rest[..len];
-            for p in 0..c {
-                let prev = &done[p * len..(p + 1) * len];
-                let d: f64 = prev.iter().zip(col.iter()).map(|(a, b)| a * b).sum();
-                col.iter_mut().zip(prev).for_each(|(x, q)| *x -= d * q);
-            }
-            let nrm = col.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if nrm > 1e-12 {
-                col.iter_mut().for_each(|x| *x /= nrm);
-            } else {
-                col.iter_mut().for_each(|x| *x = 0.0);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,18 +221,6 @@ mod tests {
         let (vals, vecs) = symmetric_eigen(&[2.0, 1.0, 1.0, 2.0], 2);
         assert!((vals[0] - 3.0).abs() < 1e-12 && (vals[1] - 1.0).abs() < 1e-12);
         assert!((vecs[0].abs() - 0.5f64.sqrt()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn gram_schmidt_gives_orthonormal_columns() {
-        let mut m = vec![1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
-        orthonormalize(&mut m, 3, 3);
-        for i in 0..3 {
-            for j in 0..3 {
-                let d: f64 = (0..3).map(|r| m[i * 3 + r] * m[j * 3 + r]).sum();
-                assert!((d - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12);
-            }
-        }
     }
 
     #[test]
