@@ -12,25 +12,53 @@ use crate::engine::{Progress, Result};
 pub enum Similarity {
     Cosine,
     Jaccard,
+    /// Pearson correlation over the users who rated both items.
+    Pearson,
+    /// Cosine of the ratings minus each user's mean, over the users who rated both.
+    AdjustedCosine,
+    /// Pearson correlation of the residuals from baselines μ + b_u + b_i, shrunk by
+    /// (n − 1) / (n − 1 + shrink) for n common users (Koren 2010; Surprise's KNNBaseline).
+    PearsonBaseline,
+}
+
+pub const SIMILARITIES: &[&str] = &["cosine", "jaccard", "pearson", "adjusted_cosine", "pearson_baseline"];
+
+impl Similarity {
+    /// Rating similarities: they need a rating column, and the model predicts ratings.
+    pub fn for_ratings(self) -> bool {
+        matches!(self, Similarity::Pearson | Similarity::AdjustedCosine | Similarity::PearsonBaseline)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ItemKnnParams {
+    /// Top-N similarities: neighbours kept per item. Rating similarities: the neighbours used
+    /// per prediction (the most similar items the user rated).
     pub k: usize,
     pub similarity: Similarity,
-    /// Added to the denominator: damps similarities supported by few co-occurrences.
+    /// Cosine/jaccard: added to the denominator. Rating similarities: (n−1)/(n−1+shrink).
     pub shrink: f32,
+    /// Pairs with fewer common users get no similarity.
+    pub min_support: usize,
+    /// Neighbours stored per item (rating similarities; top-N models store k).
+    pub keep: usize,
 }
 
 impl ItemKnnParams {
     pub fn from_params(p: &mut Params) -> Result<Self> {
-        let k = p.int("k", 100, 1, 10_000)? as usize;
-        let similarity = match p.choice("similarity", "cosine", &["cosine", "jaccard"])? {
+        let similarity = match p.choice("similarity", "cosine", SIMILARITIES)? {
             "jaccard" => Similarity::Jaccard,
+            "pearson" => Similarity::Pearson,
+            "adjusted_cosine" => Similarity::AdjustedCosine,
+            "pearson_baseline" => Similarity::PearsonBaseline,
             _ => Similarity::Cosine,
         };
-        let shrink = p.float("shrink", 0.0, 0.0, 1e9)? as f32;
-        Ok(ItemKnnParams { k, similarity, shrink })
+        let ratings = similarity.for_ratings();
+        let k = p.int("k", if ratings { 40 } else { 100 }, 1, 10_000)? as usize;
+        let shrink = p.float("shrink", if similarity == Similarity::PearsonBaseline { 100.0 } else { 0.0 }, 0.0, 1e9)? as f32;
+        let min_support = p.int("min_support", 1, 1, 1_000_000)? as usize;
+        let keep = if ratings { p.int("keep", 1000, 1, 100_000)? as usize } else { k };
+        Ok(ItemKnnParams { k, similarity, shrink, min_support, keep })
     }
 }
 
@@ -61,27 +89,169 @@ impl Neighbors {
     }
 }
 
-/// Bytes the fit needs beyond the interactions: the transpose, per-thread accumulators, output.
-pub fn memory_estimate(n_items: usize, nnz: usize, k: usize, threads: usize) -> usize {
-    nnz * 8 + threads * n_items * 16 + n_items * k.min(n_items) * 8
+/// Rating baselines b_ui = μ + b_u + b_i, fitted by alternating least squares (Koren 2010;
+/// Surprise's defaults: 10 epochs, reg_i 10, reg_u 15).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baselines {
+    pub mean: f32,
+    pub item_bias: Vec<f32>,
+    pub reg_u: f32,
+    /// Observed rating range: predictions are clipped to it.
+    pub range: (f32, f32),
+}
+
+const REG_I: f64 = 10.0;
+const REG_U: f64 = 15.0;
+
+impl Baselines {
+    pub fn fit(by_user: &Csr, by_item: &Csr) -> (Baselines, Vec<f32>) {
+        let nnz = by_user.nnz().max(1) as f64;
+        let mean = by_user.values.iter().map(|&v| v as f64).sum::<f64>() / nnz;
+        let mut bu = vec![0f64; by_user.n_rows()];
+        let mut bi = vec![0f64; by_item.n_rows()];
+        for _ in 0..10 {
+            for (i, b) in bi.iter_mut().enumerate() {
+                let (users, r) = by_item.row(i);
+                let dev: f64 = users.iter().zip(r).map(|(&u, &r)| r as f64 - mean - bu[u as usize]).sum();
+                *b = dev / (REG_I + users.len() as f64);
+            }
+            for (u, b) in bu.iter_mut().enumerate() {
+                let (items, r) = by_user.row(u);
+                let dev: f64 = items.iter().zip(r).map(|(&i, &r)| r as f64 - mean - bi[i as usize]).sum();
+                *b = dev / (REG_U + items.len() as f64);
+            }
+        }
+        let lo = by_user.values.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = by_user.values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let b = Baselines { mean: mean as f32, item_bias: bi.iter().map(|&v| v as f32).collect(), reg_u: REG_U as f32, range: (lo, hi) };
+        (b, bu.iter().map(|&v| v as f32).collect())
+    }
+
+    /// A user's bias from their (live) history, as the last ALS step computes it.
+    pub fn user_bias(&self, history: &[(u32, f32)]) -> f32 {
+        let dev: f32 = history.iter().map(|&(i, r)| r - self.mean - self.item_bias[i as usize]).sum();
+        dev / (self.reg_u + history.len() as f32)
+    }
+}
+
+/// An item-kNN model on ratings: neighbours by a rating similarity, and baselines, predicting
+/// r̂_ui = b_ui + Σ_j s_ij (r_uj − b_uj) / Σ_j s_ij over the k most similar items j the user rated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RatingKnn {
+    pub neighbors: Neighbors,
+    pub baselines: Baselines,
+    pub k: usize,
+}
+
+impl RatingKnn {
+    /// The prediction for item i and the (item, weight) terms it used, weights summing to 1.
+    /// `rated[j]` is the user's rating of j (NaN if none); `bu` the user's bias.
+    pub fn predict(&self, i: usize, rated: &[f32], bu: f32) -> (f32, Vec<(u32, f32)>) {
+        let b = &self.baselines;
+        let base = |j: usize| b.mean + bu + b.item_bias[j];
+        let (idx, sims) = self.neighbors.row(i);
+        let mut used = Vec::new();
+        let (mut num, mut den) = (0f32, 0f32);
+        for (&j, &s) in idx.iter().zip(sims) {
+            let r = rated[j as usize];
+            if r.is_nan() {
+                continue;
+            }
+            num += s * (r - base(j as usize));
+            den += s;
+            used.push((j, s * (r - base(j as usize))));
+            if used.len() == self.k {
+                break;
+            }
+        }
+        if den <= 0.0 {
+            return (base(i).clamp(b.range.0, b.range.1), Vec::new());
+        }
+        used.iter_mut().for_each(|u| u.1 /= den);
+        ((base(i) + num / den).clamp(b.range.0, b.range.1), used)
+    }
+
+    /// The user's ratings by item index (NaN where unrated) and bias, from a live history.
+    pub fn user_state(&self, history: &[(u32, f32)], n_items: usize) -> (Vec<f32>, f32) {
+        let mut rated = vec![f32::NAN; n_items];
+        history.iter().for_each(|&(j, r)| rated[j as usize] = r);
+        (rated, self.baselines.user_bias(history))
+    }
+}
+
+/// Bytes the fit needs beyond the interactions: transpose and residuals, per-thread
+/// accumulators, output.
+pub fn memory_estimate(n_items: usize, nnz: usize, p: &ItemKnnParams, threads: usize) -> usize {
+    nnz * 16 + threads * n_items * 56 + n_items * p.keep.min(n_items) * 8
 }
 
 const CHUNKS: usize = 50;
 
-pub fn fit(data: &Interactions, params: &ItemKnnParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Neighbors> {
-    let by_user = &data.matrix;
-    let by_item = by_user.transpose();
+/// Per-thread accumulators over the items co-rated with the current item.
+struct Acc {
+    prod: Vec<f64>,
+    sq_i: Vec<f64>,
+    sq_j: Vec<f64>,
+    sum_i: Vec<f64>,
+    sum_j: Vec<f64>,
+    count: Vec<u32>,
+    touched: Vec<u32>,
+}
+
+impl Acc {
+    fn new(n: usize) -> Acc {
+        Acc {
+            prod: vec![0.0; n],
+            sq_i: vec![0.0; n],
+            sq_j: vec![0.0; n],
+            sum_i: vec![0.0; n],
+            sum_j: vec![0.0; n],
+            count: vec![0; n],
+            touched: Vec::new(),
+        }
+    }
+}
+
+pub enum Fitted {
+    TopN(Neighbors),
+    Ratings(RatingKnn),
+}
+
+pub fn fit(data: &Interactions, params: &ItemKnnParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Fitted> {
     let n = data.n_items();
+    // The values the similarity compares: raw weights, or rating residuals.
+    let mut by_user = data.matrix.clone();
+    let raw_by_item = data.matrix.transpose();
+    let baselines = params.similarity.for_ratings().then(|| Baselines::fit(&data.matrix, &raw_by_item));
+    match (params.similarity, &baselines) {
+        (Similarity::PearsonBaseline, Some((b, bu))) => {
+            for u in 0..by_user.n_rows() {
+                for p in by_user.indptr[u]..by_user.indptr[u + 1] {
+                    by_user.values[p] -= b.mean + bu[u] + b.item_bias[by_user.indices[p] as usize];
+                }
+            }
+        }
+        (Similarity::AdjustedCosine, _) => {
+            for u in 0..by_user.n_rows() {
+                let (a, z) = (by_user.indptr[u], by_user.indptr[u + 1]);
+                let mean = by_user.values[a..z].iter().sum::<f32>() / (z - a).max(1) as f32;
+                by_user.values[a..z].iter_mut().for_each(|v| *v -= mean);
+            }
+        }
+        _ => {}
+    }
+    let by_item = by_user.transpose();
     let norms: Vec<f64> = (0..n)
         .map(|i| {
             let (_, vals) = by_item.row(i);
             match params.similarity {
-                Similarity::Cosine => vals.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt(),
                 Similarity::Jaccard => vals.len() as f64,
+                _ => vals.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt(),
             }
         })
         .collect();
 
+    let keep = if params.similarity.for_ratings() { params.keep } else { params.k };
     let mut indptr = Vec::with_capacity(n + 1);
     indptr.push(0);
     let mut indices = Vec::new();
@@ -93,10 +263,7 @@ pub fn fit(data: &Interactions, params: &ItemKnnParams, pool: &rayon::ThreadPool
         let rows: Vec<Vec<(u32, f32)>> = pool.install(|| {
             (start..end)
                 .into_par_iter()
-                .map_init(
-                    || (vec![0f32; n], vec![false; n], Vec::<u32>::new()),
-                    |(acc, mark, touched), i| neighbours_of(i, by_user, &by_item, &norms, params, acc, mark, touched),
-                )
+                .map_init(|| Acc::new(n), |acc, i| neighbours_of(i, &by_user, &by_item, &norms, params, keep, acc))
                 .collect()
         });
         for row in rows {
@@ -109,49 +276,79 @@ pub fn fit(data: &Interactions, params: &ItemKnnParams, pool: &rayon::ThreadPool
         progress.step(end, n)?;
         start = end;
     }
-    Ok(Neighbors { indptr, indices, scores })
+    let neighbors = Neighbors { indptr, indices, scores };
+    Ok(match baselines {
+        Some((baselines, _)) => Fitted::Ratings(RatingKnn { neighbors, baselines, k: params.k }),
+        None => Fitted::TopN(neighbors),
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn neighbours_of(
-    i: usize,
-    by_user: &Csr,
-    by_item: &Csr,
-    norms: &[f64],
-    params: &ItemKnnParams,
-    acc: &mut [f32],
-    mark: &mut [bool],
-    touched: &mut Vec<u32>,
-) -> Vec<(u32, f32)> {
+fn neighbours_of(i: usize, by_user: &Csr, by_item: &Csr, norms: &[f64], params: &ItemKnnParams, keep: usize, acc: &mut Acc) -> Vec<(u32, f32)> {
     let (users, weights) = by_item.row(i);
+    let sums = params.similarity == Similarity::Pearson;
     for (&u, &wi) in users.iter().zip(weights) {
         let (items, wj) = by_user.row(u as usize);
+        let wi = wi as f64;
         for (&j, &w) in items.iter().zip(wj) {
-            if !mark[j as usize] {
-                mark[j as usize] = true;
-                touched.push(j);
+            let j = j as usize;
+            if acc.count[j] == 0 {
+                acc.touched.push(j as u32);
             }
-            acc[j as usize] += match params.similarity {
-                Similarity::Cosine => wi * w,
-                Similarity::Jaccard => 1.0,
-            };
+            let w = w as f64;
+            acc.count[j] += 1;
+            acc.prod[j] += wi * w;
+            if params.similarity.for_ratings() {
+                acc.sq_i[j] += wi * wi;
+                acc.sq_j[j] += w * w;
+                if sums {
+                    acc.sum_i[j] += wi;
+                    acc.sum_j[j] += w;
+                }
+            }
         }
     }
-    let sims = touched.iter().filter(|&&j| j as usize != i).map(|&j| {
-        let dot = acc[j as usize] as f64;
-        let denom = match params.similarity {
-            Similarity::Cosine => norms[i] * norms[j as usize],
-            Similarity::Jaccard => norms[i] + norms[j as usize] - dot,
-        } + params.shrink as f64;
+    let shrink = params.shrink as f64;
+    let sims = acc.touched.iter().filter(|&&j| j as usize != i).filter_map(|&j| {
+        let j = j as usize;
+        let n = acc.count[j] as f64;
+        if (acc.count[j] as usize) < params.min_support {
+            return None;
+        }
+        let dot = if params.similarity == Similarity::Jaccard { n } else { acc.prod[j] };
+        let s = match params.similarity {
+            Similarity::Cosine => {
+                let d = norms[i] * norms[j] + shrink;
+                if d > 0.0 { dot / d } else { 0.0 }
+            }
+            Similarity::Jaccard => {
+                let d = norms[i] + norms[j] - dot + shrink;
+                if d > 0.0 { dot / d } else { 0.0 }
+            }
+            Similarity::Pearson | Similarity::AdjustedCosine | Similarity::PearsonBaseline => {
+                let (num, vi, vj) = if sums {
+                    (dot - acc.sum_i[j] * acc.sum_j[j] / n, acc.sq_i[j] - acc.sum_i[j].powi(2) / n, acc.sq_j[j] - acc.sum_j[j].powi(2) / n)
+                } else {
+                    (dot, acc.sq_i[j], acc.sq_j[j])
+                };
+                let d = (vi * vj).sqrt();
+                let rho = if d > 0.0 { num / d } else { 0.0 };
+                if shrink > 0.0 { rho * (n - 1.0) / (n - 1.0 + shrink) } else { rho }
+            }
+        };
         // Rounding can push a cosine of parallel vectors just past 1.
-        (j, if denom > 0.0 { (dot / denom).min(1.0) as f32 } else { 0.0 })
+        Some((j as u32, s.min(1.0) as f32))
     });
-    let best = top_k(sims.filter(|&(_, s)| s > 0.0 && s.is_finite()), params.k);
-    for &j in touched.iter() {
-        acc[j as usize] = 0.0;
-        mark[j as usize] = false;
+    let best = top_k(sims.filter(|&(_, s)| s > 0.0 && s.is_finite()), keep);
+    for &j in acc.touched.iter() {
+        let j = j as usize;
+        acc.prod[j] = 0.0;
+        acc.sq_i[j] = 0.0;
+        acc.sq_j[j] = 0.0;
+        acc.sum_i[j] = 0.0;
+        acc.sum_j[j] = 0.0;
+        acc.count[j] = 0;
     }
-    touched.clear();
+    acc.touched.clear();
     best
 }
 
@@ -159,6 +356,44 @@ fn neighbours_of(
 mod tests {
     use super::*;
     use crate::engine::NoProgress;
+
+    fn params(k: usize, similarity: Similarity, shrink: f32) -> ItemKnnParams {
+        ItemKnnParams { k, similarity, shrink, min_support: 1, keep: k }
+    }
+
+    fn top_n(f: Fitted) -> Neighbors {
+        match f {
+            Fitted::TopN(nb) => nb,
+            Fitted::Ratings(_) => panic!("a top-N similarity gave a rating model"),
+        }
+    }
+
+    #[test]
+    fn rating_similarities_hand_computed() {
+        // Items 1 and 2 rated by users 1..4; item 3 by users 1..2.
+        let u = [1, 2, 3, 4, 1, 2, 3, 4, 1, 2];
+        let i = [1, 1, 1, 1, 2, 2, 2, 2, 3, 3];
+        let r = [5.0, 4.0, 2.0, 1.0, 4.0, 5.0, 1.0, 2.0, 1.0, 2.0];
+        let data = Interactions::from_triplets(&u, &i, &r).unwrap();
+        let p = ItemKnnParams { k: 40, similarity: Similarity::Pearson, shrink: 0.0, min_support: 1, keep: 10 };
+        let Fitted::Ratings(m) = fit(&data, &p, &pool(), &mut NoProgress).unwrap() else { panic!() };
+        // pearson(item1, item2) over users 1..4: x = (5,4,2,1), y = (4,5,1,2): 0.8
+        let (idx, s) = m.neighbors.row(0);
+        assert_eq!(idx[0], 1);
+        assert!((s[0] - 0.8).abs() < 1e-6, "{s:?}");
+        // min_support 3 drops the pairs with item 3 (2 common users)
+        let p3 = ItemKnnParams { min_support: 3, ..p.clone() };
+        let Fitted::Ratings(m3) = fit(&data, &p3, &pool(), &mut NoProgress).unwrap() else { panic!() };
+        assert!(m3.neighbors.row(2).0.is_empty());
+        // prediction = baseline + weighted residuals, clipped to the observed range
+        let (rated, bu) = m.user_state(&[(1, 5.0)], 3);
+        let (pred, used) = m.predict(0, &rated, bu);
+        assert!((1.0..=5.0).contains(&pred));
+        assert_eq!(used.len(), 1);
+        let b = &m.baselines;
+        let want = (b.mean + bu + b.item_bias[0] + (5.0 - b.mean - bu - b.item_bias[1])).clamp(1.0, 5.0);
+        assert!((pred - want).abs() < 1e-5);
+    }
 
     fn pool() -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
@@ -171,8 +406,8 @@ mod tests {
 
     #[test]
     fn cosine_neighbours_hand_computed() {
-        let p = ItemKnnParams { k: 10, similarity: Similarity::Cosine, shrink: 0.0 };
-        let nb = fit(&data(), &p, &pool(), &mut NoProgress).unwrap();
+        let p = params(10, Similarity::Cosine, 0.0);
+        let nb = top_n(fit(&data(), &p, &pool(), &mut NoProgress).unwrap());
         // cos(10,20) = 2/(sqrt2*sqrt3); cos(20,30) = 1/sqrt3; cos(10,30) = 0 (not stored)
         let (idx, s) = nb.row(0);
         assert_eq!(idx, &[1]);
@@ -184,13 +419,13 @@ mod tests {
 
     #[test]
     fn jaccard_and_shrink_and_k() {
-        let p = ItemKnnParams { k: 1, similarity: Similarity::Jaccard, shrink: 0.0 };
-        let nb = fit(&data(), &p, &pool(), &mut NoProgress).unwrap();
+        let p = params(1, Similarity::Jaccard, 0.0);
+        let nb = top_n(fit(&data(), &p, &pool(), &mut NoProgress).unwrap());
         // J(20,10) = 2/3, J(20,30) = 1/3; k = 1 keeps the best
         assert_eq!(nb.row(1).0, &[0]);
         assert!((nb.row(1).1[0] - 2.0 / 3.0).abs() < 1e-6);
-        let p = ItemKnnParams { k: 5, similarity: Similarity::Jaccard, shrink: 1.0 };
-        let nb = fit(&data(), &p, &pool(), &mut NoProgress).unwrap();
+        let p = params(5, Similarity::Jaccard, 1.0);
+        let nb = top_n(fit(&data(), &p, &pool(), &mut NoProgress).unwrap());
         assert!((nb.row(1).1[0] - 2.0 / 4.0).abs() < 1e-6);
     }
 
@@ -203,8 +438,8 @@ mod tests {
         let users: Vec<i64> = d.iter().map(|r| r.user_id).collect();
         let items: Vec<i64> = d.iter().map(|r| r.item_id).collect();
         let m = Interactions::from_triplets(&users, &items, &vec![1.0; users.len()]).unwrap();
-        let p = ItemKnnParams { k: 20, similarity: Similarity::Cosine, shrink: 0.0 };
+        let p = params(20, Similarity::Cosine, 0.0);
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        assert_eq!(fit(&m, &p, &one, &mut NoProgress).unwrap(), fit(&m, &p, &pool(), &mut NoProgress).unwrap());
+        assert_eq!(top_n(fit(&m, &p, &one, &mut NoProgress).unwrap()), top_n(fit(&m, &p, &pool(), &mut NoProgress).unwrap()));
     }
 }

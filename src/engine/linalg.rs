@@ -192,6 +192,137 @@ pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     (values, vectors)
 }
 
+/// Which vector instructions this CPU has, detected once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Simd {
+    Portable,
+    Avx2Fma,
+    Avx512,
+}
+
+fn simd() -> Simd {
+    static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Simd::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Simd::Avx2Fma;
+            }
+        }
+        Simd::Portable
+    })
+}
+
+#[inline(always)]
+fn dot64_with<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f64; 32];
+    let mut ca = a.chunks_exact(32);
+    let mut cb = b.chunks_exact(32);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..32 {
+            acc[l] = if FMA { x[l].mul_add(y[l], acc[l]) } else { x[l] * y[l] + acc[l] };
+        }
+    }
+    let mut s = 0f64;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        s += x * y;
+    }
+    let mut part = [0f64; 8];
+    for l in 0..32 {
+        part[l % 8] += acc[l];
+    }
+    s + part.iter().sum::<f64>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn dot64_avx512(a: &[f64], b: &[f64]) -> f64 {
+    dot64_with::<true>(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot64_avx2(a: &[f64], b: &[f64]) -> f64 {
+    dot64_with::<true>(a, b)
+}
+
+/// a · b in f64 with the widest fused multiply-adds the CPU has (for long vectors: the call
+/// is not inlined).
+pub fn dot64(a: &[f64], b: &[f64]) -> f64 {
+    match simd() {
+        // SAFETY: simd() checked the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { dot64_avx512(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => unsafe { dot64_avx2(a, b) },
+        _ => dot64_with::<false>(a, b),
+    }
+}
+
+/// Invert a symmetric positive definite n×n matrix (row-major, f64) in place: Cholesky A = LLᵀ
+/// by columns (the rows below each pivot in parallel), X = L⁻¹ by columns in parallel, then
+/// A⁻¹ = XᵀX row by row in parallel. About (2/3)n³ multiply-adds. Returns false, leaving `a`
+/// undefined, when A is not positive definite. `check` is called between columns, on the
+/// calling thread (for cancel).
+pub fn invert_spd(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, check: &mut dyn FnMut(usize, usize) -> bool) -> bool {
+    // Cholesky: lower triangle of `a` becomes L.
+    for j in 0..n {
+        let (done, rest) = a.split_at_mut((j + 1) * n);
+        let row_j = &mut done[j * n..];
+        let d = row_j[j] - dot64(&row_j[..j], &row_j[..j]);
+        if !(d > 0.0 && d.is_finite()) {
+            return false;
+        }
+        let ljj = d.sqrt();
+        row_j[j] = ljj;
+        let row_j = &*row_j;
+        pool.install(|| {
+            rest.par_chunks_mut(n).for_each(|row_i| {
+                row_i[j] = (row_i[j] - dot64(&row_i[..j], &row_j[..j])) / ljj;
+            })
+        });
+        if j % 64 == 63 && !check(j + 1, 3 * n) {
+            return false;
+        }
+    }
+    // X = L⁻¹, stored transposed: xt row c holds column c of X (zero before c).
+    let mut xt = vec![0f64; n * n];
+    {
+        let l = &*a;
+        pool.install(|| {
+            xt.par_chunks_mut(n).enumerate().for_each(|(c, x)| {
+                x[c] = 1.0 / l[c * n + c];
+                for i in c + 1..n {
+                    let s = dot64(&l[i * n + c..i * n + i], &x[c..i]);
+                    x[i] = -s / l[i * n + i];
+                }
+            })
+        });
+    }
+    if !check(2 * n, 3 * n) {
+        return false;
+    }
+    // A⁻¹[r][c] = Σ_k X[k][r] X[k][c] = xt[r] · xt[c] over k ≥ max(r, c); upper part, then mirror.
+    pool.install(|| {
+        a.par_chunks_mut(n).enumerate().for_each(|(r, out)| {
+            for c in r..n {
+                out[c] = dot64(&xt[r * n + c..(r + 1) * n], &xt[c * n + c..(c + 1) * n]);
+            }
+        })
+    });
+    for r in 0..n {
+        for c in 0..r {
+            a[r * n + c] = a[c * n + r];
+        }
+    }
+    check(3 * n, 3 * n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +344,32 @@ mod tests {
         assert!((4.0 * x[0] + 2.0 * x[1] - 2.0).abs() < 1e-12);
         assert!((2.0 * x[0] + 3.0 * x[1] - 1.0).abs() < 1e-12);
         assert!(cholesky_solve(&[1.0, 2.0, 2.0, 1.0], &[1.0, 1.0]).is_none());
+    }
+
+    #[test]
+    fn spd_inverse_times_matrix_is_identity() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let n = 70;
+        // A = MᵀM + I for a deterministic M: symmetric positive definite.
+        let m: Vec<f64> = (0..n * n).map(|i| ((i * 37 % 101) as f64 - 50.0) / 50.0).collect();
+        let mut a = vec![0f64; n * n];
+        for r in 0..n {
+            for c in 0..n {
+                a[r * n + c] = (0..n).map(|k| m[k * n + r] * m[k * n + c]).sum::<f64>() + if r == c { 1.0 } else { 0.0 };
+            }
+        }
+        let mut inv = a.clone();
+        assert!(invert_spd(&mut inv, n, &pool, &mut |_, _| true));
+        for r in 0..n {
+            for c in 0..n {
+                let v: f64 = (0..n).map(|k| a[r * n + k] * inv[k * n + c]).sum();
+                assert!((v - if r == c { 1.0 } else { 0.0 }).abs() < 1e-8, "({r},{c}) = {v}");
+            }
+        }
+        let mut indefinite = vec![1.0, 2.0, 2.0, 1.0];
+        assert!(!invert_spd(&mut indefinite, 2, &pool, &mut |_, _| true));
+        let mut cancelled = a.clone();
+        assert!(!invert_spd(&mut cancelled, n, &pool, &mut |_, _| false));
     }
 
     #[test]

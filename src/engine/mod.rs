@@ -4,6 +4,7 @@
 pub mod als;
 pub mod bpr;
 pub mod codec;
+pub mod ease;
 pub mod error;
 pub mod factors;
 pub mod interactions;
@@ -20,6 +21,7 @@ pub mod split;
 pub mod svd;
 pub mod synthetic;
 pub mod topk;
+pub mod tune;
 
 pub use error::{ErrorKind, RecsysError, Result};
 

@@ -7,9 +7,10 @@ use serde_json::Value;
 use crate::engine::als::{self, AlsParams};
 use crate::engine::bpr::{self, BprParams};
 use crate::engine::codec::{corrupt, Reader, Writer};
+use crate::engine::ease::{self, Ease, EaseParams};
 use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::interactions::{index_of, Interactions};
-use crate::engine::knn::{self, ItemKnnParams, Neighbors};
+use crate::engine::knn::{self, Baselines, ItemKnnParams, Neighbors, RatingKnn};
 use crate::engine::mf::{self, MfParams};
 use crate::engine::params::Params;
 use crate::engine::popularity::item_popularity;
@@ -17,7 +18,7 @@ use crate::engine::svd::{self, SvdParams};
 use crate::engine::topk::top_k;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "svd", "biased_mf", "svdpp", "als", "bpr"];
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr"];
 const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
@@ -25,6 +26,7 @@ const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 pub enum Spec {
     Popularity,
     ItemKnn(ItemKnnParams),
+    Ease(EaseParams),
     Svd(SvdParams),
     Mf(MfParams),
     Als(AlsParams),
@@ -39,6 +41,7 @@ impl Spec {
         let spec = match algorithm {
             "popularity" => Spec::Popularity,
             "item_knn" => Spec::ItemKnn(ItemKnnParams::from_params(&mut p)?),
+            "ease" => Spec::Ease(EaseParams::from_params(&mut p)?),
             "svd" => Spec::Svd(SvdParams::from_params(&mut p)?),
             "biased_mf" => Spec::Mf(MfParams::from_params(&mut p, false)?),
             "svdpp" => Spec::Mf(MfParams::from_params(&mut p, true)?),
@@ -54,7 +57,11 @@ impl Spec {
 
     /// Rating-prediction models need a rating column.
     pub fn needs_ratings(&self) -> bool {
-        matches!(self, Spec::Mf(_))
+        match self {
+            Spec::Mf(_) => true,
+            Spec::ItemKnn(p) => p.similarity.for_ratings(),
+            _ => false,
+        }
     }
 
     /// Bytes the fit will allocate, so the caller can refuse before allocating.
@@ -63,7 +70,8 @@ impl Spec {
         i * 12
             + match self {
                 Spec::Popularity => 0,
-                Spec::ItemKnn(p) => knn::memory_estimate(i, nnz, p.k, threads),
+                Spec::ItemKnn(p) => knn::memory_estimate(i, nnz, p, threads),
+                Spec::Ease(_) => ease::memory_estimate(i),
                 Spec::Svd(p) => svd::memory_estimate(u, i, nnz, p),
                 Spec::Mf(p) => mf::memory_estimate(u, i, nnz, p),
                 Spec::Als(p) => als::memory_estimate(u, i, nnz, p.factors),
@@ -74,7 +82,11 @@ impl Spec {
     pub fn fit(&self, data: &Interactions, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Model> {
         let algorithm = match self {
             Spec::Popularity => Algorithm::Popularity,
-            Spec::ItemKnn(p) => Algorithm::ItemKnn(knn::fit(data, p, pool, progress)?),
+            Spec::ItemKnn(p) => match knn::fit(data, p, pool, progress)? {
+                knn::Fitted::TopN(nb) => Algorithm::ItemKnn(nb),
+                knn::Fitted::Ratings(r) => Algorithm::RatingKnn(r),
+            },
+            Spec::Ease(p) => Algorithm::Ease(ease::fit(data, p, pool, progress)?),
             Spec::Svd(p) => Algorithm::Factors(svd::fit(data, p, pool, progress)?),
             Spec::Mf(p) => Algorithm::Factors(mf::fit(data, p, progress)?),
             Spec::Als(p) => Algorithm::Factors(als::fit(data, p, pool, progress)?),
@@ -88,6 +100,9 @@ impl Spec {
 pub enum Algorithm {
     Popularity,
     ItemKnn(Neighbors),
+    /// Item-kNN on a rating similarity, predicting ratings (KNNBaseline).
+    RatingKnn(RatingKnn),
+    Ease(Ease),
     Factors(Factors),
 }
 
@@ -115,8 +130,19 @@ impl Model {
     pub fn algorithm_name(&self) -> &'static str {
         match &self.algorithm {
             Algorithm::Popularity => "popularity",
-            Algorithm::ItemKnn(_) => "item_knn",
+            Algorithm::ItemKnn(_) | Algorithm::RatingKnn(_) => "item_knn",
+            Algorithm::Ease(_) => "ease",
             Algorithm::Factors(f) => f.kind.name(),
+        }
+    }
+
+    /// Stored top neighbours per item (item-kNN similarities, EASE's largest weights).
+    fn neighbor_lists(&self) -> Option<&Neighbors> {
+        match &self.algorithm {
+            Algorithm::ItemKnn(nb) => Some(nb),
+            Algorithm::RatingKnn(r) => Some(&r.neighbors),
+            Algorithm::Ease(e) => Some(&e.neighbors),
+            _ => None,
         }
     }
 
@@ -167,6 +193,15 @@ impl Model {
                 nb.score_history(&history, &mut scores, &mut reached);
                 (scores, reached)
             }
+            (Algorithm::RatingKnn(r), _) => {
+                let (rated, bu) = r.user_state(&history, n_items);
+                ((0..n_items).map(|i| r.predict(i, &rated, bu).0).collect(), vec![true; n_items])
+            }
+            (Algorithm::Ease(e), false) => {
+                let mut scores = vec![0f32; n_items];
+                e.score_history(&history, &mut scores);
+                (scores, vec![true; n_items])
+            }
             (Algorithm::Factors(f), false) => match f.user_vector(req.user_id, &history) {
                 Some(u) => ((0..n_items).map(|i| f.score(&u, i)).collect(), vec![true; n_items]),
                 None => (self.popularity.clone(), vec![true; n_items]),
@@ -207,13 +242,13 @@ impl Model {
                 _ => Ok(Vec::new()),
             };
         };
-        let found: Vec<(u32, f32)> = match &self.algorithm {
-            Algorithm::ItemKnn(nb) => {
+        let found: Vec<(u32, f32)> = match (&self.algorithm, self.neighbor_lists()) {
+            (_, Some(nb)) => {
                 let (idx, s) = nb.row(i as usize);
                 idx.iter().copied().zip(s.iter().copied()).take(n).collect()
             }
-            Algorithm::Factors(f) => Factors::nearest(&f.items, f.k, i as usize, n),
-            Algorithm::Popularity => return Err(self.unsupported("similar_items", "train an item_knn or factor model")),
+            (Algorithm::Factors(f), _) => Factors::nearest(&f.items, f.k, i as usize, n),
+            _ => return Err(self.unsupported("similar_items", "train an item_knn or factor model")),
         };
         Ok(found.into_iter().map(|(j, s)| (self.item_ids[j as usize], s)).collect())
     }
@@ -247,6 +282,11 @@ impl Model {
                 nb.score_history(&history, &mut scores, &mut reached);
                 Some(scores[i])
             }
+            Algorithm::Ease(e) => Some(history.iter().map(|&(j, w)| w * e.row(j as usize)[i]).sum()),
+            Algorithm::RatingKnn(r) => {
+                let (rated, bu) = r.user_state(&history, self.n_items());
+                Some(r.predict(i, &rated, bu).0)
+            }
             Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
                 Some(u) => Some(f.predict(&u, i)),
                 None if f.kind.explicit() => Some(f.baseline(i)),
@@ -272,6 +312,11 @@ impl Model {
                     idx.iter().position(|&x| x == i).map(|p| (j, w * s[p]))
                 })
                 .collect(),
+            Algorithm::Ease(e) => history.iter().map(|&(j, w)| (j, w * e.row(j as usize)[i as usize])).collect(),
+            Algorithm::RatingKnn(r) => {
+                let (rated, bu) = r.user_state(&history, self.n_items());
+                r.predict(i as usize, &rated, bu).1
+            }
             Algorithm::Factors(f) if !history.is_empty() => f.explain(&history, i as usize),
             _ => Vec::new(),
         };
@@ -280,7 +325,7 @@ impl Model {
 
     /// (item, neighbour, score) rows for `recsys.item_neighbors`, when the model has them.
     pub fn item_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
-        let Algorithm::ItemKnn(nb) = &self.algorithm else { return None };
+        let nb = self.neighbor_lists()?;
         let mut items = Vec::with_capacity(nb.indices.len());
         for i in 0..self.n_items() {
             items.extend(std::iter::repeat_n(self.item_ids[i], nb.indptr[i + 1] - nb.indptr[i]));
@@ -291,13 +336,25 @@ impl Model {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.str(self.algorithm_name());
+        w.str(match self.algorithm {
+            Algorithm::RatingKnn(_) => "item_knn_ratings",
+            _ => self.algorithm_name(),
+        });
         w.i64s(&self.item_ids);
         w.f32s(&self.popularity);
-        if let Algorithm::ItemKnn(nb) = &self.algorithm {
+        if let Algorithm::Ease(e) = &self.algorithm {
+            w.f32s(&e.weights);
+        }
+        if let Some(nb) = self.neighbor_lists() {
             w.usizes(&nb.indptr);
             w.u32s(&nb.indices);
             w.f32s(&nb.scores);
+        }
+        if let Algorithm::RatingKnn(r) = &self.algorithm {
+            let b = &r.baselines;
+            w.f32s(&b.item_bias);
+            w.f32s(&[b.mean, b.reg_u, b.range.0, b.range.1]);
+            w.u64(r.k as u64);
         }
         if let Algorithm::Factors(f) = &self.algorithm {
             w.u64(f.k as u64);
@@ -323,18 +380,23 @@ impl Model {
         }
         let algorithm = match name.as_str() {
             "popularity" => Algorithm::Popularity,
-            "item_knn" => {
-                let nb = Neighbors { indptr: r.usizes()?, indices: r.u32s()?, scores: r.f32s()? };
-                let n = item_ids.len();
-                let ok = nb.indptr.len() == n + 1
-                    && nb.indptr.windows(2).all(|w| w[0] <= w[1])
-                    && nb.indptr.last() == Some(&nb.indices.len())
-                    && nb.scores.len() == nb.indices.len()
-                    && nb.indices.iter().all(|&j| (j as usize) < n);
-                if !ok {
-                    return Err(corrupt("neighbour lists"));
+            "item_knn" => Algorithm::ItemKnn(decode_neighbors(&mut r, item_ids.len())?),
+            "item_knn_ratings" => {
+                let neighbors = decode_neighbors(&mut r, item_ids.len())?;
+                let (item_bias, s, k) = (r.f32s()?, r.f32s()?, r.u64()? as usize);
+                if item_bias.len() != item_ids.len() || s.len() != 4 || k == 0 {
+                    return Err(corrupt("rating baselines"));
                 }
-                Algorithm::ItemKnn(nb)
+                let baselines = Baselines { mean: s[0], item_bias, reg_u: s[1], range: (s[2], s[3]) };
+                Algorithm::RatingKnn(RatingKnn { neighbors, baselines, k })
+            }
+            "ease" => {
+                let n = item_ids.len();
+                let weights = r.f32s()?;
+                if weights.len() != n * n {
+                    return Err(corrupt("EASE weights"));
+                }
+                Algorithm::Ease(Ease { weights, neighbors: decode_neighbors(&mut r, n)? })
             }
             other => match FactorKind::from_name(other) {
                 Some(kind) => Algorithm::Factors(decode_factors(&mut r, kind, item_ids.len())?),
@@ -344,6 +406,19 @@ impl Model {
         r.finish()?;
         Ok(Model { item_ids, popularity, algorithm })
     }
+}
+
+fn decode_neighbors(r: &mut Reader, n: usize) -> Result<Neighbors> {
+    let nb = Neighbors { indptr: r.usizes()?, indices: r.u32s()?, scores: r.f32s()? };
+    let ok = nb.indptr.len() == n + 1
+        && nb.indptr.windows(2).all(|w| w[0] <= w[1])
+        && nb.indptr.last() == Some(&nb.indices.len())
+        && nb.scores.len() == nb.indices.len()
+        && nb.indices.iter().all(|&j| (j as usize) < n);
+    if !ok {
+        return Err(corrupt("neighbour lists"));
+    }
+    Ok(nb)
 }
 
 fn decode_factors(r: &mut Reader, kind: FactorKind, n_items: usize) -> Result<Factors> {
@@ -417,7 +492,7 @@ mod tests {
         assert!(e.detail.unwrap().contains("item_knn"));
         assert!(Spec::parse("popularity", &json!({"k": 3})).is_err());
         let (_, eff) = Spec::parse("item_knn", &json!({})).unwrap();
-        assert_eq!(eff, json!({"k": 100, "similarity": "cosine", "shrink": 0.0}));
+        assert_eq!(eff, json!({"k": 100, "similarity": "cosine", "shrink": 0.0, "min_support": 1}));
     }
 
     #[test]
@@ -482,7 +557,13 @@ mod tests {
             fit("biased_mf", json!({"factors": 2, "epochs": 2})),
             fit("svdpp", json!({"factors": 2, "epochs": 2})),
         ];
-        for m in [fit("item_knn", json!({"k": 2})), fit("popularity", json!({}))].into_iter().chain(factor_models) {
+        let others = [
+            fit("item_knn", json!({"k": 2})),
+            fit("item_knn", json!({"similarity": "pearson_baseline"})),
+            fit("popularity", json!({})),
+            fit("ease", json!({"lambda": 1.0})),
+        ];
+        for m in others.into_iter().chain(factor_models) {
             let bytes = m.encode();
             assert_eq!(Model::decode(&bytes).unwrap(), m);
         }

@@ -12,6 +12,7 @@ mod source;
 mod split;
 mod synthetic;
 mod train;
+mod tune;
 
 /// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
 pub const PG_EPOCH_OFFSET: i64 = 946_684_800;

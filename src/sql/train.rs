@@ -8,10 +8,11 @@ use pgrx::prelude::*;
 use pgrx::PgRelation;
 use pgrx::JsonB;
 
-use crate::engine::model::Spec;
+use crate::engine::interactions::Interactions;
+use crate::engine::model::{Model, Spec};
 use crate::engine::{ErrorKind, Progress, RecsysError};
 use crate::sql::catalog::{self, NewVersion};
-use crate::sql::errors::required;
+use crate::sql::errors::{required, SqlResult};
 use crate::sql::gucs;
 use crate::sql::source::Source;
 
@@ -38,6 +39,89 @@ impl Progress for Interruptible {
     }
 }
 
+/// Checks shared by train and tune, before any data is read.
+pub(crate) fn check_request(name: &str, algorithm: &str, spec: &Spec, rating_column: Option<&str>) -> SqlResult<()> {
+    if name.is_empty() || name.len() > 200 {
+        return Err(RecsysError::invalid("model name must have 1 to 200 characters").into());
+    }
+    if spec.needs_ratings() && rating_column.is_none() {
+        return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" predicts ratings and needs a rating column"))
+            .with_hint("pass rating_column => 'rating', or use als or bpr for implicit feedback")
+            .into());
+    }
+    Ok(())
+}
+
+/// Read the whole source (with a NOTICE for skipped rows).
+pub(crate) fn read_source(source: &Source) -> SqlResult<Interactions> {
+    let (data, stats) = source.read()?;
+    if stats.skipped > 0 {
+        pgrx::notice!(
+            "pg_recsys: skipped {} of {} rows of {} with a NULL user, item or rating",
+            stats.skipped,
+            stats.rows,
+            source.relation
+        );
+    }
+    Ok(data)
+}
+
+/// The per-call training pool, after refusing a fit whose memory estimate is over the cap.
+pub(crate) fn training_pool(algorithm: &str, spec: &Spec, data: &Interactions) -> SqlResult<rayon::ThreadPool> {
+    let threads = gucs::threads();
+    let needed = spec.memory_estimate(data, threads) + data.nnz() * 12;
+    if needed > gucs::max_memory_bytes() {
+        return Err(RecsysError::new(
+            ErrorKind::TooLarge,
+            format!("training {algorithm} needs about {} MB, over recsys.max_memory_mb", needed >> 20),
+        )
+        .with_detail(format!("{} users, {} items, {} interactions", data.n_users(), data.n_items(), data.nnz()))
+        .with_hint("raise recsys.max_memory_mb, or train on a subset")
+        .into());
+    }
+    Ok(rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} training threads: {e}")))?)
+}
+
+/// Fit on a checked pool with progress and cancel; returns the model and the fit's seconds.
+pub(crate) fn fit(algorithm: &str, spec: &Spec, data: &Interactions) -> SqlResult<(Model, f64)> {
+    let pool = training_pool(algorithm, spec, data)?;
+    let started = Instant::now();
+    let fitted = spec.fit(data, &pool, &mut Interruptible { started })?;
+    Ok((fitted, started.elapsed().as_secs_f64()))
+}
+
+/// Fit on all of `data` and write the result as the new deployed version of `name`.
+pub(crate) fn fit_and_save(
+    name: &str,
+    algorithm: &str,
+    spec: &Spec,
+    effective: serde_json::Value,
+    source: &Source,
+    data: Interactions,
+    started: Instant,
+) -> SqlResult<(i32, i64, i64, i64, f64)> {
+    let (fitted, fit_seconds) = fit(algorithm, spec, &data)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (users, items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
+    drop(data);
+    let version = catalog::save(&NewVersion {
+        name,
+        algorithm,
+        params: effective,
+        source,
+        users,
+        items,
+        interactions,
+        seconds,
+        fit_seconds,
+        model: &fitted,
+    })?;
+    Ok((version, users, items, interactions, seconds))
+}
+
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile)]
 fn train(
@@ -54,9 +138,6 @@ fn train(
 ) -> Result<TableIterator<'static, (name!(model, String), name!(version, i32), name!(algorithm, String), name!(users, i64), name!(items, i64), name!(interactions, i64), name!(seconds, f64))>, ErrorReport> {
     let started = Instant::now();
     let name = required(model, "model")?;
-    if name.is_empty() || name.len() > 200 {
-        return Err(RecsysError::invalid("model name must have 1 to 200 characters").into());
-    }
     let source = required(source, "source")?;
     let algorithm = required(algorithm, "algorithm")?;
     let params = params.map(|p| p.0).unwrap_or(serde_json::Value::Null);
@@ -68,11 +149,7 @@ fn train(
         )
         .into());
     }
-    if spec.needs_ratings() && rating_column.is_none() {
-        return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" predicts ratings and needs a rating column"))
-            .with_hint("pass rating_column => 'rating', or use als or bpr for implicit feedback")
-            .into());
-    }
+    check_request(name, algorithm, &spec, rating_column)?;
     let source = Source::resolve(
         &source,
         required(user_column, "user_column")?,
@@ -80,48 +157,8 @@ fn train(
         rating_column,
         time_column,
     )?;
-
-    let (data, stats) = source.read()?;
-    if stats.skipped > 0 {
-        pgrx::notice!(
-            "pg_recsys: skipped {} of {} rows of {} with a NULL user, item or rating",
-            stats.skipped,
-            stats.rows,
-            source.relation
-        );
-    }
-    let threads = gucs::threads();
-    let needed = spec.memory_estimate(&data, threads) + data.nnz() * 12;
-    if needed > gucs::max_memory_bytes() {
-        return Err(RecsysError::new(
-            ErrorKind::TooLarge,
-            format!("training {algorithm} needs about {} MB, over recsys.max_memory_mb", needed >> 20),
-        )
-        .with_detail(format!("{} users, {} items, {} interactions", data.n_users(), data.n_items(), data.nnz()))
-        .with_hint("raise recsys.max_memory_mb, or train on a subset")
-        .into());
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} training threads: {e}")))?;
-    let fit_started = Instant::now();
-    let fitted = spec.fit(&data, &pool, &mut Interruptible { started: fit_started })?;
-    let fit_seconds = fit_started.elapsed().as_secs_f64();
-    let seconds = started.elapsed().as_secs_f64();
-    let (users, n_items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
-    drop(data);
-    let version = catalog::save(&NewVersion {
-        name,
-        algorithm,
-        params: effective,
-        source: &source,
-        users,
-        items: n_items,
-        interactions,
-        seconds,
-        fit_seconds,
-        model: &fitted,
-    })?;
+    let data = read_source(&source)?;
+    let (version, users, n_items, interactions, seconds) =
+        fit_and_save(name, algorithm, &spec, effective, &source, data, started)?;
     Ok(TableIterator::once((name.to_string(), version, algorithm.to_string(), users, n_items, interactions, seconds)))
 }
