@@ -22,6 +22,7 @@ pub mod svd;
 pub mod synthetic;
 pub mod topk;
 pub mod tune;
+pub mod userknn;
 
 pub use error::{ErrorKind, RecsysError, Result};
 

@@ -9,16 +9,17 @@ use crate::engine::bpr::{self, BprParams};
 use crate::engine::codec::{corrupt, Reader, Writer};
 use crate::engine::ease::{self, Ease, EaseParams};
 use crate::engine::factors::{FactorKind, Factors};
-use crate::engine::interactions::{index_of, Interactions};
+use crate::engine::interactions::{index_of, Csr, Interactions};
 use crate::engine::knn::{self, Baselines, ItemKnnParams, Neighbors, RatingKnn};
 use crate::engine::mf::{self, MfParams};
 use crate::engine::params::Params;
 use crate::engine::popularity::item_popularity;
 use crate::engine::svd::{self, SvdParams};
 use crate::engine::topk::top_k;
+use crate::engine::userknn::{self, Scratch, UserKnn, UserKnnParams};
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr"];
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr"];
 const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
@@ -26,6 +27,7 @@ const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 pub enum Spec {
     Popularity,
     ItemKnn(ItemKnnParams),
+    UserKnn(UserKnnParams),
     Ease(EaseParams),
     Svd(SvdParams),
     Mf(MfParams),
@@ -41,6 +43,7 @@ impl Spec {
         let spec = match algorithm {
             "popularity" => Spec::Popularity,
             "item_knn" => Spec::ItemKnn(ItemKnnParams::from_params(&mut p)?),
+            "user_knn" => Spec::UserKnn(UserKnnParams::from_params(&mut p)?),
             "ease" => Spec::Ease(EaseParams::from_params(&mut p)?),
             "svd" => Spec::Svd(SvdParams::from_params(&mut p)?),
             "biased_mf" => Spec::Mf(MfParams::from_params(&mut p, false)?),
@@ -71,6 +74,7 @@ impl Spec {
             + match self {
                 Spec::Popularity => 0,
                 Spec::ItemKnn(p) => knn::memory_estimate(i, nnz, p, threads),
+                Spec::UserKnn(p) => userknn::memory_estimate(u, nnz, p, threads),
                 Spec::Ease(_) => ease::memory_estimate(i),
                 Spec::Svd(p) => svd::memory_estimate(u, i, nnz, p),
                 Spec::Mf(p) => mf::memory_estimate(u, i, nnz, p),
@@ -86,6 +90,7 @@ impl Spec {
                 knn::Fitted::TopN(nb) => Algorithm::ItemKnn(nb),
                 knn::Fitted::Ratings(r) => Algorithm::RatingKnn(r),
             },
+            Spec::UserKnn(p) => Algorithm::UserKnn(userknn::fit(data, p, pool, progress)?),
             Spec::Ease(p) => Algorithm::Ease(ease::fit(data, p, pool, progress)?),
             Spec::Svd(p) => Algorithm::Factors(svd::fit(data, p, pool, progress)?),
             Spec::Mf(p) => Algorithm::Factors(mf::fit(data, p, progress)?),
@@ -102,6 +107,7 @@ pub enum Algorithm {
     ItemKnn(Neighbors),
     /// Item-kNN on a rating similarity, predicting ratings (KNNBaseline).
     RatingKnn(RatingKnn),
+    UserKnn(UserKnn),
     Ease(Ease),
     Factors(Factors),
 }
@@ -131,6 +137,7 @@ impl Model {
         match &self.algorithm {
             Algorithm::Popularity => "popularity",
             Algorithm::ItemKnn(_) | Algorithm::RatingKnn(_) => "item_knn",
+            Algorithm::UserKnn(_) => "user_knn",
             Algorithm::Ease(_) => "ease",
             Algorithm::Factors(f) => f.kind.name(),
         }
@@ -143,6 +150,34 @@ impl Model {
             Algorithm::RatingKnn(r) => Some(&r.neighbors),
             Algorithm::Ease(e) => Some(&e.neighbors),
             _ => None,
+        }
+    }
+
+    /// A user-kNN user's neighbours from their live history (a trained user is not their own
+    /// neighbour).
+    fn user_neighbours(&self, m: &UserKnn, user_id: Option<i64>, history: &[(u32, f32)]) -> Vec<(u32, f32)> {
+        let me = user_id.and_then(|u| index_of(&m.user_ids, u));
+        m.similar(history, me, &mut Scratch::new(m.user_ids.len()))
+    }
+
+    /// (user, neighbour, score) rows for `recsys.user_neighbors`, when the model has them.
+    pub fn user_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
+        let Algorithm::UserKnn(m) = &self.algorithm else { return None };
+        let nb = &m.neighbors;
+        let mut users = Vec::with_capacity(nb.indices.len());
+        for u in 0..m.user_ids.len() {
+            users.extend(std::iter::repeat_n(m.user_ids[u], nb.indptr[u + 1] - nb.indptr[u]));
+        }
+        let neighbors = nb.indices.iter().map(|&v| m.user_ids[v as usize]).collect();
+        Some((users, neighbors, nb.scores.clone()))
+    }
+
+    /// Rating-prediction models: biased_mf, svdpp and item_knn on a rating similarity.
+    pub fn predicts_ratings(&self) -> bool {
+        match &self.algorithm {
+            Algorithm::RatingKnn(_) => true,
+            Algorithm::Factors(f) => f.kind.explicit(),
+            _ => false,
         }
     }
 
@@ -202,6 +237,12 @@ impl Model {
                 e.score_history(&history, &mut scores);
                 (scores, vec![true; n_items])
             }
+            (Algorithm::UserKnn(m), false) => {
+                let neighbours = self.user_neighbours(m, req.user_id, &history);
+                let (mut scores, mut reached) = (vec![0f32; n_items], vec![false; n_items]);
+                m.score(&neighbours, &mut scores, &mut reached);
+                (scores, reached)
+            }
             (Algorithm::Factors(f), false) => match f.user_vector(req.user_id, &history) {
                 Some(u) => ((0..n_items).map(|i| f.score(&u, i)).collect(), vec![true; n_items]),
                 None => (self.popularity.clone(), vec![true; n_items]),
@@ -256,6 +297,15 @@ impl Model {
     /// The n users most similar to `user_id` by cosine of the stored user factors (factor models;
     /// empty if the model has not seen the user).
     pub fn similar_users(&self, user_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+        if let Algorithm::UserKnn(m) = &self.algorithm {
+            return Ok(match index_of(&m.user_ids, user_id) {
+                None => Vec::new(),
+                Some(r) => {
+                    let (idx, s) = m.neighbors.row(r as usize);
+                    idx.iter().zip(s).take(n).map(|(&v, &x)| (m.user_ids[v as usize], x)).collect()
+                }
+            });
+        }
         let Algorithm::Factors(f) = &self.algorithm else {
             return Err(self.unsupported("similar_users", &format!("train a factor model ({FACTOR_MODELS})")));
         };
@@ -287,6 +337,12 @@ impl Model {
                 let (rated, bu) = r.user_state(&history, self.n_items());
                 Some(r.predict(i, &rated, bu).0)
             }
+            Algorithm::UserKnn(m) => {
+                let neighbours = self.user_neighbours(m, user_id, &history);
+                let (mut scores, mut reached) = (vec![0f32; self.n_items()], vec![false; self.n_items()]);
+                m.score(&neighbours, &mut scores, &mut reached);
+                Some(scores[i])
+            }
             Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
                 Some(u) => Some(f.predict(&u, i)),
                 None if f.kind.explicit() => Some(f.baseline(i)),
@@ -298,7 +354,7 @@ impl Model {
     /// The user's items that contribute most to `item_id`'s score, (item id, contribution),
     /// largest first: weight × similarity for item-kNN; for factor models the split of the
     /// folded-in score over the history (implicit's ALS explain).
-    pub fn explain(&self, history: &[(i64, f32)], item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+    pub fn explain(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
         if let Algorithm::Popularity = self.algorithm {
             return Err(self.unsupported("explain", "popularity scores do not depend on the user; train item_knn or a factor model"));
         }
@@ -317,6 +373,7 @@ impl Model {
                 let (rated, bu) = r.user_state(&history, self.n_items());
                 r.predict(i as usize, &rated, bu).1
             }
+            Algorithm::UserKnn(m) => m.explain(&history, &self.user_neighbours(m, user_id, &history), i),
             Algorithm::Factors(f) if !history.is_empty() => f.explain(&history, i as usize),
             _ => Vec::new(),
         };
@@ -350,6 +407,16 @@ impl Model {
             w.u32s(&nb.indices);
             w.f32s(&nb.scores);
         }
+        if let Algorithm::UserKnn(m) = &self.algorithm {
+            w.f32s(&m.params.encode());
+            w.i64s(&m.user_ids);
+            w.usizes(&m.by_user.indptr);
+            w.u32s(&m.by_user.indices);
+            w.f32s(&m.by_user.values);
+            w.usizes(&m.neighbors.indptr);
+            w.u32s(&m.neighbors.indices);
+            w.f32s(&m.neighbors.scores);
+        }
         if let Algorithm::RatingKnn(r) = &self.algorithm {
             let b = &r.baselines;
             w.f32s(&b.item_bias);
@@ -381,6 +448,7 @@ impl Model {
         let algorithm = match name.as_str() {
             "popularity" => Algorithm::Popularity,
             "item_knn" => Algorithm::ItemKnn(decode_neighbors(&mut r, item_ids.len())?),
+            "user_knn" => Algorithm::UserKnn(decode_user_knn(&mut r, item_ids.len())?),
             "item_knn_ratings" => {
                 let neighbors = decode_neighbors(&mut r, item_ids.len())?;
                 let (item_bias, s, k) = (r.f32s()?, r.f32s()?, r.u64()? as usize);
@@ -406,6 +474,22 @@ impl Model {
         r.finish()?;
         Ok(Model { item_ids, popularity, algorithm })
     }
+}
+
+fn decode_user_knn(r: &mut Reader, n_items: usize) -> Result<UserKnn> {
+    let params = UserKnnParams::decode(&r.f32s()?).ok_or_else(|| corrupt("user_knn parameters"))?;
+    let user_ids = r.i64s()?;
+    let by_user = Csr { indptr: r.usizes()?, indices: r.u32s()?, values: r.f32s()?, n_cols: n_items };
+    let ok = by_user.indptr.len() == user_ids.len() + 1
+        && by_user.indptr.windows(2).all(|w| w[0] <= w[1])
+        && by_user.indptr.last() == Some(&by_user.indices.len())
+        && by_user.values.len() == by_user.indices.len()
+        && by_user.indices.iter().all(|&i| (i as usize) < n_items);
+    if !ok {
+        return Err(corrupt("user_knn interactions"));
+    }
+    let neighbors = decode_neighbors(r, user_ids.len())?;
+    Ok(UserKnn::new(params, user_ids, by_user, neighbors))
 }
 
 fn decode_neighbors(r: &mut Reader, n: usize) -> Result<Neighbors> {
@@ -560,6 +644,7 @@ mod tests {
         let others = [
             fit("item_knn", json!({"k": 2})),
             fit("item_knn", json!({"similarity": "pearson_baseline"})),
+            fit("user_knn", json!({"k": 2})),
             fit("popularity", json!({})),
             fit("ease", json!({"lambda": 1.0})),
         ];

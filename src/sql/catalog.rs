@@ -103,24 +103,11 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
                 )
                 .map_err(spi)?;
         }
-        if let Some((items, neighbors, scores)) = v.model.item_neighbors() {
-            for start in (0..items.len()).step_by(NEIGHBOR_BATCH) {
-                let end = (start + NEIGHBOR_BATCH).min(items.len());
-                client
-                    .update(
-                        "INSERT INTO recsys.item_neighbors (model_id, item_id, neighbor_id, score) \
-                         SELECT $1, unnest($2::int8[]), unnest($3::int8[]), unnest($4::real[])",
-                        None,
-                        &[
-                            id.into(),
-                            items[start..end].to_vec().into(),
-                            neighbors[start..end].to_vec().into(),
-                            scores[start..end].to_vec().into(),
-                        ],
-                    )
-                    .map_err(spi)?;
-                pgrx::check_for_interrupts!();
-            }
+        if let Some(rows) = v.model.item_neighbors() {
+            write_neighbors(client, id, "item_neighbors", "item_id", &rows)?;
+        }
+        if let Some(rows) = v.model.user_neighbors() {
+            write_neighbors(client, id, "user_neighbors", "user_id", &rows)?;
         }
         if let Some(f) = v.model.factors() {
             write_factors(client, id, "item_factors", "item_id", &v.model.item_ids, &f.items, f.k)?;
@@ -128,6 +115,37 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
         }
         Ok(version)
     })
+}
+
+/// (id, neighbour, score) rows into recsys.item_neighbors or recsys.user_neighbors, in batches.
+fn write_neighbors(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    model_id: i64,
+    table: &str,
+    id_column: &str,
+    (ids, neighbors, scores): &(Vec<i64>, Vec<i64>, Vec<f32>),
+) -> SqlResult<()> {
+    let sql = format!(
+        "INSERT INTO recsys.{table} (model_id, {id_column}, neighbor_id, score) \
+         SELECT $1, unnest($2::int8[]), unnest($3::int8[]), unnest($4::real[])"
+    );
+    for start in (0..ids.len()).step_by(NEIGHBOR_BATCH) {
+        let end = (start + NEIGHBOR_BATCH).min(ids.len());
+        client
+            .update(
+                sql.as_str(),
+                None,
+                &[
+                    model_id.into(),
+                    ids[start..end].to_vec().into(),
+                    neighbors[start..end].to_vec().into(),
+                    scores[start..end].to_vec().into(),
+                ],
+            )
+            .map_err(spi)?;
+        pgrx::check_for_interrupts!();
+    }
+    Ok(())
 }
 
 /// One row per id with its k factors as real[], in batches (row r is `values[r*k..(r+1)*k]`).

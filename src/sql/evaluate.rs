@@ -29,7 +29,7 @@ fn evaluate(
     let fitted = cache::get(&row)?;
     let source = Source::from_catalog(row.source.clone(), &row.columns)?;
     // A rating model is also scored on the test table's ratings (same rating column name).
-    let rating_model = fitted.factors().is_some_and(|f| f.kind.explicit());
+    let rating_model = fitted.predicts_ratings();
     let rating_column = if rating_model { source.rating_column.as_deref() } else { None };
     let test_source = Source::resolve(&test, &source.user_column, &source.item_column, rating_column, None)?;
     let (train, _) = source.read()?;

@@ -69,7 +69,7 @@ fn explain(
     let row = catalog::resolve(model)?;
     let (Some(user_id), Some(item_id)) = (user_id, item_id) else { return Ok(TableIterator::new(Vec::new())) };
     let (fitted, history) = with_history(&row, user_id)?;
-    Ok(TableIterator::new(fitted.explain(&history, item_id, n)?))
+    Ok(TableIterator::new(fitted.explain(Some(user_id), &history, item_id, n)?))
 }
 
 #[pg_extern(stable)]

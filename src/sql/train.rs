@@ -46,7 +46,7 @@ pub(crate) fn check_request(name: &str, algorithm: &str, spec: &Spec, rating_col
     }
     if spec.needs_ratings() && rating_column.is_none() {
         return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" predicts ratings and needs a rating column"))
-            .with_hint("pass rating_column => 'rating', or use als or bpr for implicit feedback")
+            .with_hint("pass rating_column => 'rating'; for implicit feedback use item_knn (cosine), user_knn, ease, als or bpr")
             .into());
     }
     Ok(())

@@ -49,7 +49,7 @@ fn tune(
         .collect::<Result<_, _>>()?;
     check_request(name, algorithm, &points[0].0, rating_column)?;
     if metric.is_error() && !points[0].0.needs_ratings() {
-        return Err(RecsysError::invalid(format!("metric {} needs a rating model (biased_mf or svdpp)", metric.label(0)))
+        return Err(RecsysError::invalid(format!("metric {} needs a rating model (biased_mf, svdpp, or item_knn with a rating similarity)", metric.label(0)))
             .with_hint("tune top-N models on ndcg, precision, recall, map, hitrate or coverage")
             .into());
     }
