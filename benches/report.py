@@ -37,12 +37,13 @@ lines = ["# pg_recsys benchmark report", "",
          "`recsys.evaluate`, peers by `evaluate_topn.py` (the two agree to 1e-6, see tests/client_quality_ml100k.sh). "
          "Fit: pg_recsys's `recsys.train` seconds (read from the table + fit + write the catalog and factor tables), and in "
          "parentheses the engine's fit alone (`metrics.fit_seconds`), vs the peer's fit call; the fit ratio uses the engine fit. "
-         "pg_recsys runs with its defaults (ALS regularization 40, chosen on a validation split carved from train); peers use "
-         "the PEERS.md hyper-parameters. "
+         "pg_recsys runs with its defaults (ALS regularization 40, chosen on a validation split carved from train), and EASE "
+         "with the lambda `recsys.tune` picks on a validation split of train (fit s is then the final fit, not the search); "
+         "peers use the PEERS.md hyper-parameters. "
          "Recommend-all: wall time for every test user (pg_recsys: one `recsys.recommend` SQL call per user via "
          "`\\copy`, including reading each user's live history; peers: one batched in-memory call).", ""]
-pairs = {"popularity": "popularity", "item_knn": "item_knn", "als": "als", "bpr": "bpr"}
-OURS_ONLY = ["svd"]
+pairs = {"popularity": "popularity", "item_knn": "item_knn", "als": "als", "bpr": "bpr", "ease": "ease"}
+OURS_ONLY = {"svd": "svd (PureSVD)", "user_knn": "user_knn (cosine, k=50)"}
 for split, algs in peers["topn"].items():
     lines += [f"## {split}", "", "| algorithm | system | NDCG@10 | P@10 | R@10 | MAP@10 | HR@10 | Cov@10 | fit s | recommend-all s | NDCG ratio | fit ratio |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -55,16 +56,16 @@ for split, algs in peers["topn"].items():
         peer = "implicit" if alg in ("item_knn", "als", "bpr") else "numpy"
         lines.append(f"| {alg} | {peer} | {p['ndcg']:.4f} | {p['precision']:.4f} | {p['recall']:.4f} | {p['map']:.4f} | "
                      f"{p['hitrate']:.4f} | {p['coverage']:.4f} | {p['fit_s']:.3f} | {p['recommend_s']:.3f} | | |")
-    for alg in OURS_ONLY:
+    for alg, label in OURS_ONLY.items():
         o = ours.get((split, alg))
         if o:
-            lines.append(f"| {alg} (PureSVD) | **pg_recsys** | {o['ndcg']:.4f} | {o['precision']:.4f} | {o['recall']:.4f} | {o['map']:.4f} | "
+            lines.append(f"| {label} | **pg_recsys** | {o['ndcg']:.4f} | {o['precision']:.4f} | {o['recall']:.4f} | {o['map']:.4f} | "
                          f"{o['hitrate']:.4f} | {o['coverage']:.4f} | {o['fit_s']:.3f} ({o['engine_fit_s']:.3f}) | {o['recommend_s']:.3f} | | |")
     missing = [alg for alg in algs if (split, pairs.get(alg, "")) not in ours]
-    lines += ["", f"pg_recsys has no {', '.join(missing)} yet (later issues).", ""]
+    lines += [""] + ([f"pg_recsys has no {', '.join(missing)} yet (later issues).", ""] if missing else [])
 lines += ["## Rating prediction — ML-100K u1..u5 (mean over folds)", "",
           "pg_recsys: `recsys.train(..., rating_column => 'rating')` with default params on u*k*.base, then "
-          "`recsys.predict(user, item)` for every row of u*k*.test (the training mean where it returns NULL, as Surprise does).", "",
+          "`recsys.evaluate(model, fold)` (`recsys.predict` for every row of u*k*.test; the training mean where it returns NULL, as Surprise does).", "",
           "| algorithm | system | RMSE | MAE | fit s/fold |", "|---|---|---:|---:|---:|"]
 rating_ours = defaultdict(list)
 if a.ours_rating:

@@ -127,7 +127,7 @@ pub(crate) fn fit_and_save(
 fn train(
     model: Option<&str>,
     source: Option<PgRelation>,
-    algorithm: default!(Option<&str>, "'item_knn'"),
+    algorithm: default!(Option<&str>, "'ease'"),
     params: default!(Option<JsonB>, "'{}'"),
     user_column: default!(Option<&str>, "'user_id'"),
     item_column: default!(Option<&str>, "'item_id'"),
