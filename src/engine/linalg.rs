@@ -264,42 +264,122 @@ pub fn dot64(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// Invert a symmetric positive definite n×n matrix (row-major, f64) in place: Cholesky A = LLᵀ
-/// by columns (the rows below each pivot in parallel), X = L⁻¹ by columns in parallel, then
-/// A⁻¹ = XᵀX row by row in parallel. About (2/3)n³ multiply-adds. Returns false, leaving `a`
-/// undefined, when A is not positive definite. `check` is called between columns, on the
-/// calling thread (for cancel).
-pub fn invert_spd(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, check: &mut dyn FnMut(usize, usize) -> bool) -> bool {
-    // Cholesky: lower triangle of `a` becomes L.
-    for j in 0..n {
-        let (done, rest) = a.split_at_mut((j + 1) * n);
-        let row_j = &mut done[j * n..];
-        let d = row_j[j] - dot64(&row_j[..j], &row_j[..j]);
-        if !(d > 0.0 && d.is_finite()) {
-            return false;
+#[inline(always)]
+fn dot4_with<const FMA: bool>(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
+    let n = b.iter().fold(a.len(), |m, x| m.min(x.len()));
+    let mut acc = [[0f64; 8]; 4];
+    let chunks = n / 8;
+    for c in 0..chunks {
+        let x = &a[c * 8..c * 8 + 8];
+        for t in 0..4 {
+            let y = &b[t][c * 8..c * 8 + 8];
+            for l in 0..8 {
+                acc[t][l] = if FMA { x[l].mul_add(y[l], acc[t][l]) } else { x[l] * y[l] + acc[t][l] };
+            }
         }
-        let ljj = d.sqrt();
-        row_j[j] = ljj;
-        let row_j = &*row_j;
+    }
+    let mut out = [0f64; 4];
+    for t in 0..4 {
+        out[t] = acc[t].iter().sum::<f64>() + (chunks * 8..n).map(|i| a[i] * b[t][i]).sum::<f64>();
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn dot4_avx512(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
+    dot4_with::<true>(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_avx2(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
+    dot4_with::<true>(a, b)
+}
+
+/// Four dot products sharing `a` (over the shortest length): one pass over `a` for four results,
+/// which is what makes the blocked inverse below four times lighter on memory.
+pub fn dot4(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
+    match simd() {
+        // SAFETY: simd() checked the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { dot4_avx512(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => unsafe { dot4_avx2(a, b) },
+        _ => dot4_with::<false>(a, b),
+    }
+}
+
+/// Invert a symmetric positive definite n×n matrix (row-major, f64) in place: Cholesky A = LLᵀ
+/// four columns at a time (rows below the block in parallel), X = L⁻¹ four columns at a time in
+/// parallel, then A⁻¹ = XᵀX four rows at a time in parallel — each row of the streamed operand
+/// serves four results. About (2/3)n³ multiply-adds. Returns false, leaving `a` undefined, when A
+/// is not positive definite or `check` (called between blocks on the calling thread, for
+/// cancel) says stop.
+pub fn invert_spd(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, check: &mut dyn FnMut(usize, usize) -> bool) -> bool {
+    // Cholesky: the lower triangle of `a` becomes L.
+    let mut j0 = 0;
+    while j0 < n {
+        let w = (n - j0).min(4);
+        // The diagonal block, row by row.
+        for j in j0..j0 + w {
+            let (done, rest) = a.split_at_mut(j * n);
+            let row = &mut rest[..n];
+            for c in j0..=j {
+                let other = if c == j { &row[..j] } else { &done[c * n..c * n + c] };
+                let s = row[c] - dot64(&row[..c], other);
+                if c == j {
+                    if !(s > 0.0 && s.is_finite()) {
+                        return false;
+                    }
+                    row[j] = s.sqrt();
+                } else {
+                    row[c] = s / done[c * n + c];
+                }
+            }
+        }
+        // Rows below the block: four prefix dots at once, then the small triangle.
+        let (done, rest) = a.split_at_mut((j0 + w) * n);
+        let block: Vec<&[f64]> = (0..4).map(|t| &done[(j0 + t.min(w - 1)) * n..(j0 + t.min(w - 1)) * n + n]).collect();
         pool.install(|| {
-            rest.par_chunks_mut(n).for_each(|row_i| {
-                row_i[j] = (row_i[j] - dot64(&row_i[..j], &row_j[..j])) / ljj;
+            rest.par_chunks_mut(n).for_each(|row| {
+                let d = dot4(&row[..j0], [&block[0][..j0], &block[1][..j0], &block[2][..j0], &block[3][..j0]]);
+                for t in 0..w {
+                    let c = j0 + t;
+                    let mut s = row[c] - d[t];
+                    for u in 0..t {
+                        s -= row[j0 + u] * block[t][j0 + u];
+                    }
+                    row[c] = s / block[t][c];
+                }
             })
         });
-        if j % 64 == 63 && !check(j + 1, 3 * n) {
+        j0 += w;
+        if j0 % 64 == 0 && j0 < n && !check(j0, 3 * n) {
             return false;
         }
     }
-    // X = L⁻¹, stored transposed: xt row c holds column c of X (zero before c).
+    // X = L⁻¹, stored transposed: xt row c holds column c of X (zero before c). Columns in
+    // blocks of four, in lockstep down the rows: row i of L serves all four.
     let mut xt = vec![0f64; n * n];
     {
         let l = &*a;
         pool.install(|| {
-            xt.par_chunks_mut(n).enumerate().for_each(|(c, x)| {
-                x[c] = 1.0 / l[c * n + c];
-                for i in c + 1..n {
-                    let s = dot64(&l[i * n + c..i * n + i], &x[c..i]);
-                    x[i] = -s / l[i * n + i];
+            xt.par_chunks_mut(4 * n).enumerate().for_each(|(blk, cols)| {
+                let c0 = blk * 4;
+                let w = cols.len() / n;
+                for t in 0..w {
+                    cols[t * n + c0 + t] = 1.0 / l[(c0 + t) * n + c0 + t];
+                }
+                for i in c0 + 1..n {
+                    let row = &l[i * n + c0..i * n + i];
+                    let x: Vec<&[f64]> = (0..4).map(|t| &cols[t.min(w - 1) * n + c0..t.min(w - 1) * n + i]).collect();
+                    let d = dot4(row, [x[0], x[1], x[2], x[3]]);
+                    for t in 0..w {
+                        if i > c0 + t {
+                            cols[t * n + i] = -d[t] / l[i * n + i];
+                        }
+                    }
                 }
             })
         });
@@ -307,11 +387,21 @@ pub fn invert_spd(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, check: &mut
     if !check(2 * n, 3 * n) {
         return false;
     }
-    // A⁻¹[r][c] = Σ_k X[k][r] X[k][c] = xt[r] · xt[c] over k ≥ max(r, c); upper part, then mirror.
+    // A⁻¹[r][c] = Σ_k X[k][r] X[k][c] = xt[r] · xt[c] over k ≥ max(r, c): the upper part, four
+    // rows r against each xt[c], then mirrored.
     pool.install(|| {
-        a.par_chunks_mut(n).enumerate().for_each(|(r, out)| {
-            for c in r..n {
-                out[c] = dot64(&xt[r * n + c..(r + 1) * n], &xt[c * n + c..(c + 1) * n]);
+        a.par_chunks_mut(4 * n).enumerate().for_each(|(blk, out)| {
+            let r0 = blk * 4;
+            let w = out.len() / n;
+            for c in r0..n {
+                let m = c; // k ≥ c ≥ r
+                let rows: Vec<&[f64]> = (0..4).map(|t| &xt[(r0 + t.min(w - 1)) * n + m..(r0 + t.min(w - 1) + 1) * n]).collect();
+                let d = dot4(&xt[c * n + m..(c + 1) * n], [rows[0], rows[1], rows[2], rows[3]]);
+                for t in 0..w {
+                    if c >= r0 + t {
+                        out[t * n + c] = d[t];
+                    }
+                }
             }
         })
     });
