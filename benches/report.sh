@@ -58,6 +58,7 @@ ease|{"lambda": [100, 200, 350, 500, 750, 1000, 1500]}
 svd|{}
 als|{}
 bpr|{}
+ncf|{}
 ALGS
 done
 

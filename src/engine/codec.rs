@@ -52,6 +52,10 @@ impl Writer {
         self.u64(v.len() as u64);
         v.iter().for_each(|x| self.buf.extend_from_slice(&x.to_le_bytes()));
     }
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u64(v.len() as u64);
+        self.buf.extend_from_slice(v);
+    }
     pub fn u64s(&mut self, v: &[u64]) {
         self.u64(v.len() as u64);
         v.iter().for_each(|x| self.buf.extend_from_slice(&x.to_le_bytes()));
@@ -124,6 +128,10 @@ impl<'a> Reader<'a> {
     pub fn f32s(&mut self) -> Result<Vec<f32>> {
         let n = self.len(4)?;
         Ok(self.take(n * 4)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+    }
+    pub fn bytes(&mut self) -> Result<Vec<u8>> {
+        let n = self.len(1)?;
+        Ok(self.take(n)?.to_vec())
     }
     pub fn u64s(&mut self) -> Result<Vec<u64>> {
         let n = self.len(8)?;

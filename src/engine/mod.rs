@@ -12,6 +12,7 @@ pub mod knn;
 pub mod linalg;
 pub mod metrics;
 pub mod mf;
+pub mod ncf;
 pub mod model;
 pub mod params;
 pub mod popularity;

@@ -12,6 +12,7 @@ use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::interactions::{index_of, Csr, Interactions};
 use crate::engine::knn::{self, Baselines, ItemKnnParams, Neighbors, RatingKnn};
 use crate::engine::mf::{self, MfParams};
+use crate::engine::ncf::{self, Ncf, NcfParams};
 use crate::engine::params::Params;
 use crate::engine::popularity::item_popularity;
 use crate::engine::svd::{self, SvdParams};
@@ -19,7 +20,7 @@ use crate::engine::topk::top_k;
 use crate::engine::userknn::{self, Scratch, UserKnn, UserKnnParams};
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr"];
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf"];
 const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
@@ -33,6 +34,7 @@ pub enum Spec {
     Mf(MfParams),
     Als(AlsParams),
     Bpr(BprParams),
+    Ncf(NcfParams),
 }
 
 impl Spec {
@@ -50,6 +52,7 @@ impl Spec {
             "svdpp" => Spec::Mf(MfParams::from_params(&mut p, true)?),
             "als" => Spec::Als(AlsParams::from_params(&mut p)?),
             "bpr" => Spec::Bpr(BprParams::from_params(&mut p)?),
+            "ncf" => Spec::Ncf(NcfParams::from_params(&mut p)?),
             other => {
                 return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
                     .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
@@ -80,6 +83,7 @@ impl Spec {
                 Spec::Mf(p) => mf::memory_estimate(u, i, nnz, p),
                 Spec::Als(p) => als::memory_estimate(u, i, nnz, p.factors),
                 Spec::Bpr(p) => bpr::memory_estimate(u, i, nnz, p.factors),
+                Spec::Ncf(p) => ncf::memory_estimate(u, i, nnz, p),
             }
     }
 
@@ -96,6 +100,7 @@ impl Spec {
             Spec::Mf(p) => Algorithm::Factors(mf::fit(data, p, progress)?),
             Spec::Als(p) => Algorithm::Factors(als::fit(data, p, pool, progress)?),
             Spec::Bpr(p) => Algorithm::Factors(bpr::fit(data, p, progress)?),
+            Spec::Ncf(p) => Algorithm::Ncf(ncf::fit(data, p, pool, progress)?),
         };
         Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm })
     }
@@ -110,6 +115,7 @@ pub enum Algorithm {
     UserKnn(UserKnn),
     Ease(Ease),
     Factors(Factors),
+    Ncf(Ncf),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -140,6 +146,7 @@ impl Model {
             Algorithm::UserKnn(_) => "user_knn",
             Algorithm::Ease(_) => "ease",
             Algorithm::Factors(f) => f.kind.name(),
+            Algorithm::Ncf(_) => "ncf",
         }
     }
 
@@ -158,6 +165,12 @@ impl Model {
     fn user_neighbours(&self, m: &UserKnn, user_id: Option<i64>, history: &[(u32, f32)]) -> Vec<(u32, f32)> {
         let me = user_id.and_then(|u| index_of(&m.user_ids, u));
         m.similar(history, me, &mut Scratch::new(m.user_ids.len()))
+    }
+
+    /// NCF logits of every item for a trained user (None for a user the model has not seen).
+    fn ncf_scores(&self, m: &Ncf, user_id: Option<i64>) -> Option<Vec<f32>> {
+        let u = user_id.and_then(|u| index_of(&m.user_ids, u))?;
+        m.score_all(u, self.n_items()).ok()
     }
 
     /// (user, neighbour, score) rows for `recsys.user_neighbors`, when the model has them.
@@ -237,6 +250,10 @@ impl Model {
                 e.score_history(&history, &mut scores);
                 (scores, vec![true; n_items])
             }
+            (Algorithm::Ncf(m), false) => match self.ncf_scores(m, req.user_id) {
+                Some(scores) => (scores, vec![true; n_items]),
+                None => (self.popularity.clone(), vec![true; n_items]),
+            },
             (Algorithm::UserKnn(m), false) => {
                 let neighbours = self.user_neighbours(m, req.user_id, &history);
                 let (mut scores, mut reached) = (vec![0f32; n_items], vec![false; n_items]);
@@ -343,6 +360,7 @@ impl Model {
                 m.score(&neighbours, &mut scores, &mut reached);
                 Some(scores[i])
             }
+            Algorithm::Ncf(m) => self.ncf_scores(m, user_id).map(|s| s[i]),
             Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
                 Some(u) => Some(f.predict(&u, i)),
                 None if f.kind.explicit() => Some(f.baseline(i)),
@@ -357,6 +375,9 @@ impl Model {
     pub fn explain(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
         if let Algorithm::Popularity = self.algorithm {
             return Err(self.unsupported("explain", "popularity scores do not depend on the user; train item_knn or a factor model"));
+        }
+        if let Algorithm::Ncf(_) = self.algorithm {
+            return Err(self.unsupported("explain", "train item_knn, user_knn, ease or a factor model to explain"));
         }
         let Some(i) = index_of(&self.item_ids, item_id) else { return Ok(Vec::new()) };
         let history = self.known_history(history);
@@ -423,6 +444,11 @@ impl Model {
             w.f32s(&[b.mean, b.reg_u, b.range.0, b.range.1]);
             w.u64(r.k as u64);
         }
+        if let Algorithm::Ncf(m) = &self.algorithm {
+            w.i64s(&m.user_ids);
+            // Encoding a trained model's own tensors cannot fail; an empty blob would be refused on decode.
+            w.bytes(&m.to_safetensors().unwrap_or_default());
+        }
         if let Algorithm::Factors(f) = &self.algorithm {
             w.u64(f.k as u64);
             w.i64s(&f.user_ids);
@@ -449,6 +475,11 @@ impl Model {
             "popularity" => Algorithm::Popularity,
             "item_knn" => Algorithm::ItemKnn(decode_neighbors(&mut r, item_ids.len())?),
             "user_knn" => Algorithm::UserKnn(decode_user_knn(&mut r, item_ids.len())?),
+            "ncf" => {
+                let user_ids = r.i64s()?;
+                let bytes = r.bytes()?;
+                Algorithm::Ncf(Ncf::from_safetensors(user_ids, item_ids.len(), &bytes).map_err(|e| corrupt(&e.message))?)
+            }
             "item_knn_ratings" => {
                 let neighbors = decode_neighbors(&mut r, item_ids.len())?;
                 let (item_bias, s, k) = (r.f32s()?, r.f32s()?, r.u64()? as usize);
@@ -645,6 +676,7 @@ mod tests {
             fit("item_knn", json!({"k": 2})),
             fit("item_knn", json!({"similarity": "pearson_baseline"})),
             fit("user_knn", json!({"k": 2})),
+            fit("ncf", json!({"factors": 2, "hidden": 4, "epochs": 1})),
             fit("popularity", json!({})),
             fit("ease", json!({"lambda": 1.0})),
         ];
