@@ -210,27 +210,12 @@ fn conjugate_gradient<const FMA: bool>(x: &mut [f32], cols: &[u32], vals: &[f32]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::interactions::two_groups;
     use crate::engine::linalg::cholesky_solve;
     use crate::engine::NoProgress;
 
     fn pool() -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
-    }
-
-    /// Two taste groups: users 0..6 like items 0..4, users 6..12 like items 4..8; each user
-    /// misses one item of their group.
-    pub fn blocks() -> Interactions {
-        let (mut u, mut i) = (Vec::new(), Vec::new());
-        for user in 0..12i64 {
-            let base = if user < 6 { 0 } else { 4 };
-            for item in base..base + 4 {
-                if item != base + user % 4 {
-                    u.push(user);
-                    i.push(item);
-                }
-            }
-        }
-        Interactions::from_triplets(&u, &i, &vec![1.0; u.len()]).unwrap()
     }
 
     fn params() -> AlsParams {
@@ -267,7 +252,7 @@ mod tests {
 
     #[test]
     fn recommends_the_missing_item_of_the_users_group() {
-        let data = blocks();
+        let data = two_groups(6, 4);
         let f = fit(&data, &params(), &pool(), &mut NoProgress).unwrap();
         for user in 0..12usize {
             let base = if user < 6 { 0 } else { 4 };
@@ -294,10 +279,10 @@ mod tests {
             }
         }
         let mut l = Losses(Vec::new());
-        let a = fit(&blocks(), &params(), &pool(), &mut l).unwrap();
+        let a = fit(&two_groups(6, 4), &params(), &pool(), &mut l).unwrap();
         assert!(l.0.windows(2).all(|w| w[1] <= w[0] * 1.0001), "{:?}", l.0);
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let b = fit(&blocks(), &params(), &one, &mut NoProgress).unwrap();
+        let b = fit(&two_groups(6, 4), &params(), &one, &mut NoProgress).unwrap();
         assert_eq!(a, b);
     }
 }

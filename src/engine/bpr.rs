@@ -174,29 +174,16 @@ fn two_rows(m: &mut [f32], i: usize, j: usize, k: usize) -> (&mut [f32], &mut [f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::interactions::two_groups;
     use crate::engine::NoProgress;
-
-    fn blocks() -> Interactions {
-        let (mut u, mut i) = (Vec::new(), Vec::new());
-        for user in 0..20i64 {
-            let base = if user < 10 { 0 } else { 5 };
-            for item in base..base + 5 {
-                if item != base + user % 5 {
-                    u.push(user);
-                    i.push(item);
-                }
-            }
-        }
-        Interactions::from_triplets(&u, &i, &vec![1.0; u.len()]).unwrap()
-    }
 
     #[test]
     fn same_seed_same_model_and_groups_are_learned() {
         let p = BprParams { factors: 8, epochs: 200, lr: 0.05, reg: 0.01, seed: 3 };
-        let a = fit(&blocks(), &p, &mut NoProgress).unwrap();
-        let b = fit(&blocks(), &p, &mut NoProgress).unwrap();
+        let a = fit(&two_groups(10, 5), &p, &mut NoProgress).unwrap();
+        let b = fit(&two_groups(10, 5), &p, &mut NoProgress).unwrap();
         assert_eq!(a, b);
-        let c = fit(&blocks(), &BprParams { seed: 4, ..p.clone() }, &mut NoProgress).unwrap();
+        let c = fit(&two_groups(10, 5), &BprParams { seed: 4, ..p.clone() }, &mut NoProgress).unwrap();
         assert_ne!(a.users, c.users);
         // Each user's unseen in-group item outranks every out-of-group item.
         for user in 0..20usize {

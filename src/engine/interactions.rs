@@ -139,6 +139,24 @@ impl Interactions {
     }
 }
 
+/// Test data with a known answer: two taste groups of `users` users each over `per_group` items
+/// (group 0 has items 0..per_group, group 1 the next ones); every user misses exactly one item of
+/// their group (user u misses item u mod per_group of it), which a good model ranks first.
+#[cfg(test)]
+pub fn two_groups(users: i64, per_group: i64) -> Interactions {
+    let (mut u, mut i) = (Vec::new(), Vec::new());
+    for user in 0..2 * users {
+        let base = if user < users { 0 } else { per_group };
+        for item in base..base + per_group {
+            if item != base + user % per_group {
+                u.push(user);
+                i.push(item);
+            }
+        }
+    }
+    Interactions::from_triplets(&u, &i, &vec![1.0; u.len()]).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,22 +237,8 @@ pub fn fit(data: &Interactions, p: &NcfParams, pool: &rayon::ThreadPool, progres
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::interactions::two_groups;
     use crate::engine::NoProgress;
-
-    /// Two taste groups of 20 users over 10 items; each user misses one item of their group.
-    fn blocks() -> Interactions {
-        let (mut u, mut i) = (Vec::new(), Vec::new());
-        for user in 0..20i64 {
-            let base = if user < 10 { 0 } else { 5 };
-            for item in base..base + 5 {
-                if item != base + user % 5 {
-                    u.push(user);
-                    i.push(item);
-                }
-            }
-        }
-        Interactions::from_triplets(&u, &i, &vec![1.0; u.len()]).unwrap()
-    }
 
     fn params() -> NcfParams {
         NcfParams { factors: 8, hidden: 16, negatives: 4, epochs: 60, batch_size: 64, lr: 0.01, weight_decay: 0.0, seed: 3 }
@@ -261,7 +247,7 @@ mod tests {
     #[test]
     fn learns_the_groups_deterministically_and_round_trips() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let data = blocks();
+        let data = two_groups(10, 5);
         let m = fit(&data, &params(), &pool, &mut NoProgress).unwrap();
         for user in 0..20u32 {
             let s = m.score_all(user, 10).unwrap();
