@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::engine::factors::{fingerprint, FactorKind, Factors};
+use crate::engine::factors::{fingerprints, FactorKind, Factors};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::linalg::{axpy_with, dot_with, gram, madd};
 use crate::engine::params::Params;
@@ -60,12 +60,7 @@ pub fn fit(data: &Interactions, p: &AlsParams, pool: &rayon::ThreadPool, progres
         let entries = (data.n_users() * data.n_items()) as f64;
         progress.epoch("als", it + 1, p.iterations, "loss", (loss + item_reg) / entries)?;
     }
-    let fingerprints = (0..data.n_users())
-        .map(|u| {
-            let (cols, vals) = by_user.row(u);
-            fingerprint(&cols.iter().copied().zip(vals.iter().copied()).collect::<Vec<_>>())
-        })
-        .collect();
+    let fingerprints = fingerprints(&data.matrix);
     Ok(Factors {
         kind: FactorKind::Als,
         k,

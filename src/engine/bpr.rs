@@ -3,7 +3,7 @@
 //! One epoch draws as many triples as there are interactions. Sequential, so a seed gives the
 //! same model every time.
 
-use crate::engine::factors::{fingerprint, FactorKind, Factors};
+use crate::engine::factors::{fingerprints, FactorKind, Factors};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::linalg::{dot_with, madd};
 use crate::engine::params::Params;
@@ -50,11 +50,8 @@ pub fn fit(data: &Interactions, p: &BprParams, progress: &mut dyn Progress) -> R
     let mut users: Vec<f32> = (0..n_users * k).map(|_| init(&mut rng)).collect();
     let mut items: Vec<f32> = (0..n_items * k).map(|_| init(&mut rng)).collect();
     let mut bias = vec![0f32; n_items];
-    // The user of every stored interaction, to sample positives uniformly.
-    let mut owner = vec![0u32; nnz];
-    for u in 0..n_users {
-        owner[m.indptr[u]..m.indptr[u + 1]].iter_mut().for_each(|o| *o = u as u32);
-    }
+    // The user of every stored interaction.
+    let owner = m.owners();
     let mut grad_u = vec![0f32; k];
     for epoch in 0..p.epochs {
         let (mut correct, mut drawn) = (0usize, 0usize);
@@ -70,12 +67,7 @@ pub fn fit(data: &Interactions, p: &BprParams, progress: &mut dyn Progress) -> R
         }
         progress.epoch("bpr", epoch + 1, p.epochs, "correctly_ordered", correct as f64 / drawn.max(1) as f64)?;
     }
-    let fingerprints = (0..n_users)
-        .map(|u| {
-            let (cols, vals) = m.row(u);
-            fingerprint(&cols.iter().copied().zip(vals.iter().copied()).collect::<Vec<_>>())
-        })
-        .collect();
+    let fingerprints = fingerprints(&data.matrix);
     Ok(Factors {
         kind: FactorKind::Bpr,
         k,

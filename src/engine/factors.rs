@@ -6,8 +6,8 @@
 //! is solved with the item factors fixed (the ALS normal equations for implicit models, a ridge
 //! regression on rating residuals for explicit ones). PureSVD always projects the live history.
 
-use crate::engine::interactions::index_of;
-use crate::engine::linalg::{cholesky_solve, dot};
+use crate::engine::interactions::{index_of, Csr};
+use crate::engine::linalg::{cholesky_solve, dot, gram_f64};
 use crate::engine::topk::top_k;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,23 +90,14 @@ pub fn fingerprint(history: &[(u32, f32)]) -> u64 {
     h
 }
 
-/// YᵀY in f64 for a row-major n×k matrix (sequential; used once per decode).
-pub fn gram_f64(y: &[f32], k: usize) -> Vec<f64> {
-    let mut g = vec![0f64; k * k];
-    for v in y.chunks_exact(k.max(1)) {
-        for i in 0..k {
-            let vi = v[i] as f64;
-            for j in i..k {
-                g[i * k + j] += vi * v[j] as f64;
-            }
-        }
-    }
-    for i in 0..k {
-        for j in 0..i {
-            g[i * k + j] = g[j * k + i];
-        }
-    }
-    g
+/// The fingerprint of every row of a user × item matrix (the histories a model was trained on).
+pub fn fingerprints(m: &Csr) -> Vec<u64> {
+    (0..m.n_rows())
+        .map(|u| {
+            let (cols, vals) = m.row(u);
+            fingerprint(&cols.iter().copied().zip(vals.iter().copied()).collect::<Vec<_>>())
+        })
+        .collect()
 }
 
 impl Factors {

@@ -26,6 +26,15 @@ impl Csr {
         (&self.indices[a..b], &self.values[a..b])
     }
 
+    /// The row of every stored entry (entry p belongs to row `owners()[p]`).
+    pub fn owners(&self) -> Vec<u32> {
+        let mut owner = vec![0u32; self.nnz()];
+        for r in 0..self.n_rows() {
+            owner[self.indptr[r]..self.indptr[r + 1]].iter_mut().for_each(|o| *o = r as u32);
+        }
+        owner
+    }
+
     /// The transpose (column-major view as another CSR), rows sorted by construction.
     pub fn transpose(&self) -> Csr {
         let mut counts = vec![0usize; self.n_cols + 1];

@@ -63,40 +63,52 @@ pub fn norm(a: &[f32]) -> f32 {
     dot(a, a).sqrt()
 }
 
-/// YᵀY (k×k, row-major, f32) of a row-major n×k matrix, summed in parallel over row blocks.
+/// The upper triangle of Σ y_r y_rᵀ over rows `rows` of a row-major matrix with k columns.
+fn gram_rows(y: &[f32], k: usize, rows: std::ops::Range<usize>) -> Vec<f64> {
+    let mut g = vec![0f64; k * k];
+    for r in rows {
+        let v = &y[r * k..(r + 1) * k];
+        for i in 0..k {
+            let vi = v[i] as f64;
+            let row = &mut g[i * k..(i + 1) * k];
+            for j in i..k {
+                row[j] += vi * v[j] as f64;
+            }
+        }
+    }
+    g
+}
+
+fn mirror(g: &mut [f64], k: usize) {
+    for i in 0..k {
+        for j in 0..i {
+            g[i * k + j] = g[j * k + i];
+        }
+    }
+}
+
+/// YᵀY in f64 (k×k, row-major), sequentially.
+pub fn gram_f64(y: &[f32], k: usize) -> Vec<f64> {
+    let mut g = gram_rows(y, k, 0..y.len() / k.max(1));
+    mirror(&mut g, k);
+    g
+}
+
+/// YᵀY (k×k, row-major, f32) of a row-major n×k matrix, summed in f64 over row blocks in
+/// parallel, the blocks added in order: the result does not depend on scheduling.
 pub fn gram(y: &[f32], k: usize, pool: &rayon::ThreadPool) -> Vec<f32> {
     let rows = y.len() / k.max(1);
     let block = 2048;
-    // Blocks in parallel, summed in block order: the result does not depend on scheduling.
     let blocks: Vec<Vec<f64>> = pool.install(|| {
         (0..rows.div_ceil(block))
             .into_par_iter()
-            .map(|b| {
-                let mut g = vec![0f64; k * k];
-                for r in b * block..((b + 1) * block).min(rows) {
-                    let v = &y[r * k..(r + 1) * k];
-                    for i in 0..k {
-                        let vi = v[i] as f64;
-                        let row = &mut g[i * k..(i + 1) * k];
-                        for j in i..k {
-                            row[j] += vi * v[j] as f64;
-                        }
-                    }
-                }
-                g
-            })
+            .map(|b| gram_rows(y, k, b * block..((b + 1) * block).min(rows)))
             .collect()
     });
     let mut g = vec![0f64; k * k];
     blocks.iter().for_each(|b| g.iter_mut().zip(b).for_each(|(x, y)| *x += y));
-    let mut out = vec![0f32; k * k];
-    for i in 0..k {
-        for j in i..k {
-            out[i * k + j] = g[i * k + j] as f32;
-            out[j * k + i] = g[i * k + j] as f32;
-        }
-    }
-    out
+    mirror(&mut g, k);
+    g.into_iter().map(|v| v as f32).collect()
 }
 
 /// Solve A x = b for a symmetric positive definite A (n×n, row-major, f64) by Cholesky.

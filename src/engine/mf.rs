@@ -7,7 +7,7 @@
 //! at every rating, in O(k) per rating instead of O(|N(u)|·k).
 //! Sequential and seeded: the same data and seed give the same model.
 
-use crate::engine::factors::{fingerprint, FactorKind, Factors};
+use crate::engine::factors::{fingerprints, FactorKind, Factors};
 use crate::engine::interactions::Interactions;
 use crate::engine::linalg::{axpy, dot};
 use crate::engine::params::Params;
@@ -86,10 +86,8 @@ pub fn fit(data: &Interactions, p: &MfParams, progress: &mut dyn Progress) -> Re
     }
 
     let mut order: Vec<usize> = (0..if p.plus { n_users } else { nnz }).collect();
-    let mut owner = vec![0u32; nnz];
-    for u in 0..n_users {
-        owner[m.indptr[u]..m.indptr[u + 1]].iter_mut().for_each(|o| *o = u as u32);
-    }
+    // The user of every stored interaction.
+    let owner = m.owners();
     for epoch in 0..p.epochs {
         rng.shuffle(&mut order);
         let mut sse = 0f64;
@@ -136,9 +134,8 @@ pub fn fit(data: &Interactions, p: &MfParams, progress: &mut dyn Progress) -> Re
     }
     // Store each known user's effective vector (SVD++: with the implicit term), so that
     // user_factors · item_factors + biases is the prediction.
-    let mut fingerprints = Vec::with_capacity(n_users);
     for u in 0..n_users {
-        let (cols, vals) = m.row(u);
+        let cols = m.row(u).0;
         if p.plus {
             let scale = 1.0 / (cols.len() as f32).sqrt();
             for &j in cols {
@@ -146,7 +143,6 @@ pub fn fit(data: &Interactions, p: &MfParams, progress: &mut dyn Progress) -> Re
                 axpy(scale, y, pu);
             }
         }
-        fingerprints.push(fingerprint(&cols.iter().copied().zip(vals.iter().copied()).collect::<Vec<_>>()));
     }
     Ok(Factors {
         kind: if p.plus { FactorKind::SvdPp } else { FactorKind::BiasedMf },
@@ -158,7 +154,7 @@ pub fn fit(data: &Interactions, p: &MfParams, progress: &mut dyn Progress) -> Re
         user_bias: bu,
         implicit,
         mean,
-        fingerprints,
+        fingerprints: fingerprints(m),
         regularization: p.reg,
         alpha: 0.0,
         range: (lo, hi),

@@ -185,10 +185,8 @@ pub fn fit(data: &Interactions, p: &NcfParams, pool: &rayon::ThreadPool, progres
     };
     let params = ParamsAdamW { lr: p.lr, weight_decay: p.weight_decay, ..Default::default() };
     let mut opt = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params).map_err(candle)?;
-    let mut owner = vec![0u32; nnz];
-    for u in 0..n_users {
-        owner[m.indptr[u]..m.indptr[u + 1]].iter_mut().for_each(|o| *o = u as u32);
-    }
+    // The user of every stored interaction.
+    let owner = m.owners();
     let per = 1 + p.negatives;
     for epoch in 0..p.epochs {
         // Every positive with `negatives` unseen items drawn uniformly, in a seeded order.

@@ -78,13 +78,9 @@ impl Metric {
         Ok(m)
     }
 
-    /// Errors are minimised, the rest maximised.
-    pub fn lower_is_better(self) -> bool {
-        matches!(self, Metric::Rmse | Metric::Mae)
-    }
-
+    /// Rating errors (minimised); the top-N metrics are maximised.
     pub fn is_error(self) -> bool {
-        self.lower_is_better()
+        matches!(self, Metric::Rmse | Metric::Mae)
     }
 
     /// The metric's name as `recsys.evaluate` prints it.
@@ -98,7 +94,7 @@ impl Metric {
     }
 
     pub fn better(self, a: f64, b: f64) -> bool {
-        if self.lower_is_better() {
+        if self.is_error() {
             a < b
         } else {
             a > b

@@ -85,11 +85,11 @@ pub(crate) fn training_pool(algorithm: &str, spec: &Spec, data: &Interactions) -
         .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} training threads: {e}")))?)
 }
 
-/// Fit on a checked pool with progress and cancel; returns the model and the fit's seconds.
-pub(crate) fn fit(algorithm: &str, spec: &Spec, data: &Interactions) -> SqlResult<(Model, f64)> {
-    let pool = training_pool(algorithm, spec, data)?;
+/// Fit on a checked pool (see `training_pool`) with progress and cancel; returns the model and
+/// the fit's seconds.
+pub(crate) fn fit(pool: &rayon::ThreadPool, spec: &Spec, data: &Interactions) -> SqlResult<(Model, f64)> {
     let started = Instant::now();
-    let fitted = spec.fit(data, &pool, &mut Interruptible { started })?;
+    let fitted = spec.fit(data, pool, &mut Interruptible { started })?;
     Ok((fitted, started.elapsed().as_secs_f64()))
 }
 
@@ -103,7 +103,7 @@ pub(crate) fn fit_and_save(
     data: Interactions,
     started: Instant,
 ) -> SqlResult<(i32, i64, i64, i64, f64)> {
-    let (fitted, fit_seconds) = fit(algorithm, spec, &data)?;
+    let (fitted, fit_seconds) = fit(&training_pool(algorithm, spec, &data)?, spec, &data)?;
     let seconds = started.elapsed().as_secs_f64();
     let (users, items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
     drop(data);

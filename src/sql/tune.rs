@@ -65,8 +65,8 @@ fn tune(
     let label = metric.label(k as usize);
     let mut scored: Vec<(serde_json::Value, f64)> = Vec::with_capacity(points.len());
     for (spec, effective) in &points {
-        let (fitted, seconds) = fit(algorithm, spec, &train)?;
         let pool = training_pool(algorithm, spec, &train)?;
+        let (fitted, seconds) = fit(&pool, spec, &train)?;
         let value = score(&fitted, &train, &valid, metric, k as usize, &pool);
         pgrx::notice!("pg_recsys: tune {algorithm} {effective}: {label} {value:.6} (fit {seconds:.2} s)");
         scored.push((effective.clone(), value));
