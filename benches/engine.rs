@@ -29,10 +29,10 @@ fn kernels(c: &mut Criterion) {
     let (spec, _) = Spec::parse("item_knn", &serde_json::json!({"k": 100})).unwrap();
     let mut group = c.benchmark_group("item_knn_ml100k_shape");
     group.sample_size(10);
-    group.bench_function("fit_2_threads", |bench| bench.iter(|| spec.fit(&d, &pool, &mut NoProgress).unwrap()));
+    group.bench_function("fit_2_threads", |bench| bench.iter(|| spec.fit(&d, pg_recsys::engine::neural::DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap()));
     group.finish();
 
-    let model = spec.fit(&d, &pool, &mut NoProgress).unwrap();
+    let model = spec.fit(&d, pg_recsys::engine::neural::DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
     let (cols, _) = d.matrix.row(0);
     let history: Vec<(i64, f32)> = cols.iter().map(|&i| (d.item_ids[i as usize], 1.0)).collect();
     c.bench_function("item_knn_recommend_10", |bench| {

@@ -68,6 +68,22 @@ pub struct Interactions {
     pub item_ids: Vec<i64>,
     /// users × items
     pub matrix: Csr,
+    /// Each user's items in time order (oldest first), when the source has a time column.
+    pub sequences: Option<Sequences>,
+}
+
+/// Per-user item sequences: user u's items are `items[indptr[u]..indptr[u+1]]`, by time, then
+/// item id for equal times; a repeated interaction appears each time it happened.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sequences {
+    pub indptr: Vec<usize>,
+    pub items: Vec<u32>,
+}
+
+impl Sequences {
+    pub fn row(&self, u: usize) -> &[u32] {
+        &self.items[self.indptr[u]..self.indptr[u + 1]]
+    }
 }
 
 fn sorted_unique(ids: &[i64]) -> Vec<i64> {
@@ -134,7 +150,44 @@ impl Interactions {
             out_ptr.push(indices.len());
         }
         let n_cols = item_ids.len();
-        Ok(Interactions { user_ids, item_ids, matrix: Csr { indptr: out_ptr, indices, values, n_cols } })
+        Ok(Interactions { user_ids, item_ids, matrix: Csr { indptr: out_ptr, indices, values, n_cols }, sequences: None })
+    }
+
+    /// Also keep every user's items in time order (seconds; a NULL time counts as the oldest).
+    pub fn with_times(users: &[i64], items: &[i64], weights: &[f32], times: &[Option<f64>]) -> Result<Self> {
+        let mut data = Self::from_triplets(users, items, weights)?;
+        if times.len() != users.len() {
+            return Err(RecsysError::invalid("interaction columns have different lengths"));
+        }
+        let mut rows: Vec<(u32, f64, u32)> = (0..users.len())
+            .map(|k| {
+                let u = index_of(&data.user_ids, users[k]).unwrap_or(0);
+                let i = index_of(&data.item_ids, items[k]).unwrap_or(0);
+                (u, times[k].unwrap_or(f64::NEG_INFINITY), i)
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut indptr = vec![0usize; data.n_users() + 1];
+        rows.iter().for_each(|r| indptr[r.0 as usize + 1] += 1);
+        for u in 0..data.n_users() {
+            indptr[u + 1] += indptr[u];
+        }
+        data.sequences = Some(Sequences { indptr, items: rows.into_iter().map(|r| r.2).collect() });
+        Ok(data)
+    }
+
+    /// A user's (item id, weight) history as serving reads it: in time order by each item's
+    /// latest interaction when there are sequences, else by item; empty for an unknown user.
+    pub fn history_of(&self, user_id: i64) -> Vec<(i64, f32)> {
+        let Some(u) = index_of(&self.user_ids, user_id) else { return Vec::new() };
+        let (cols, vals) = self.matrix.row(u as usize);
+        let mut h: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
+        if let Some(seqs) = &self.sequences {
+            let seq = seqs.row(u as usize);
+            let last = |i: u32| seq.iter().rposition(|&x| x == i).unwrap_or(0);
+            h.sort_by_key(|&(i, _)| (last(i), i));
+        }
+        h.into_iter().map(|(i, w)| (self.item_ids[i as usize], w)).collect()
     }
 
     pub fn n_users(&self) -> usize {
@@ -188,6 +241,17 @@ mod tests {
         assert_eq!(t.row(0), (&[0u32, 2][..], &[1.0f32, 4.0][..]));
         assert_eq!(t.row(1), (&[0u32, 1][..], &[2.0f32, 3.0][..]));
         assert_eq!(t.transpose(), m.matrix);
+    }
+
+    #[test]
+    fn sequences_follow_time_then_item() {
+        let t = [Some(5.0), None, Some(1.0), Some(5.0), Some(2.0)];
+        let m = Interactions::with_times(&[1, 1, 1, 1, 2], &[30, 20, 10, 10, 20], &[1.0; 5], &t).unwrap();
+        let s = m.sequences.as_ref().unwrap();
+        // user 1: item 20 (NULL time, oldest), 10 at 1, then 10 and 30 both at 5 (item order)
+        assert_eq!(s.row(0), &[1, 0, 0, 2]);
+        assert_eq!(s.row(1), &[1]);
+        assert_eq!(m.nnz(), 4);
     }
 
     #[test]

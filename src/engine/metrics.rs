@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use rayon::prelude::*;
 
-use crate::engine::interactions::{index_of, Interactions};
+use crate::engine::interactions::Interactions;
 use crate::engine::model::{Model, Request};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -66,13 +66,7 @@ pub fn evaluate_top_n(model: &Model, train: &Interactions, test: &[(i64, Vec<i64
         test.par_iter()
             .filter(|(_, items)| !items.is_empty())
             .map(|(user, items)| {
-                let history: Vec<(i64, f32)> = match index_of(&train.user_ids, *user) {
-                    Some(u) => {
-                        let (cols, vals) = train.matrix.row(u as usize);
-                        cols.iter().zip(vals).map(|(&i, &w)| (train.item_ids[i as usize], w)).collect()
-                    }
-                    None => Vec::new(),
-                };
+                let history = train.history_of(*user);
                 let recs: Vec<i64> = model
                     .recommend(&Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None })
                     .into_iter()
@@ -117,13 +111,7 @@ pub fn rating_error(model: &Model, train: &Interactions, test: &Interactions, po
             .into_par_iter()
             .map(|u| {
                 let user = test.user_ids[u];
-                let history: Vec<(i64, f32)> = match index_of(&train.user_ids, user) {
-                    Some(r) => {
-                        let (cols, vals) = train.matrix.row(r as usize);
-                        cols.iter().zip(vals).map(|(&i, &w)| (train.item_ids[i as usize], w)).collect()
-                    }
-                    None => Vec::new(),
-                };
+                let history = train.history_of(user);
                 let (cols, vals) = test.matrix.row(u);
                 cols.iter().zip(vals).fold((0f64, 0f64), |(se, ae), (&i, &r)| {
                     let p = model.predict(Some(user), &history, test.item_ids[i as usize]).map_or(mean, |p| p as f64);
@@ -147,7 +135,7 @@ mod tests {
         let train = Interactions::from_triplets(&[1, 2, 2], &[10, 10, 20], &[4.0, 2.0, 3.0]).unwrap();
         let (spec, _) = crate::engine::model::Spec::parse("popularity", &serde_json::json!({})).unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let model = spec.fit(&train, &pool, &mut crate::engine::NoProgress).unwrap();
+        let model = spec.fit(&train, crate::engine::neural::DeviceChoice::Cpu, &pool, &mut crate::engine::NoProgress).unwrap();
         let test = Interactions::from_triplets(&[1, 3], &[20, 30], &[2.0, 5.0]).unwrap();
         let e = rating_error(&model, &train, &test, &pool);
         // predictions: item 20 → popularity 1; item 30 → mean 3. errors −1 and −2.

@@ -13,6 +13,8 @@ use crate::engine::interactions::{index_of, Csr, Interactions};
 use crate::engine::knn::{self, Baselines, ItemKnnParams, Neighbors, RatingKnn};
 use crate::engine::mf::{self, MfParams};
 use crate::engine::ncf::{self, Ncf, NcfParams};
+use crate::engine::neural::DeviceChoice;
+use crate::engine::sequential::{self, Sasrec, SeqParams};
 use crate::engine::params::Params;
 use crate::engine::popularity::item_popularity;
 use crate::engine::svd::{self, SvdParams};
@@ -20,7 +22,7 @@ use crate::engine::topk::top_k;
 use crate::engine::userknn::{self, Scratch, UserKnn, UserKnnParams};
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf"];
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential"];
 const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
@@ -35,6 +37,7 @@ pub enum Spec {
     Als(AlsParams),
     Bpr(BprParams),
     Ncf(NcfParams),
+    Sequential(SeqParams),
 }
 
 impl Spec {
@@ -53,6 +56,7 @@ impl Spec {
             "als" => Spec::Als(AlsParams::from_params(&mut p)?),
             "bpr" => Spec::Bpr(BprParams::from_params(&mut p)?),
             "ncf" => Spec::Ncf(NcfParams::from_params(&mut p)?),
+            "sequential" => Spec::Sequential(SeqParams::from_params(&mut p)?),
             other => {
                 return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
                     .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
@@ -70,6 +74,16 @@ impl Spec {
         }
     }
 
+    /// Models trained with Candle (they honour recsys.device).
+    pub fn is_neural(&self) -> bool {
+        matches!(self, Spec::Ncf(_) | Spec::Sequential(_))
+    }
+
+    /// Sequential models learn from the time order of the rows.
+    pub fn needs_time(&self) -> bool {
+        matches!(self, Spec::Sequential(_))
+    }
+
     /// Bytes the fit will allocate, so the caller can refuse before allocating.
     pub fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize {
         let (u, i, nnz) = (data.n_users(), data.n_items(), data.nnz());
@@ -84,10 +98,12 @@ impl Spec {
                 Spec::Als(p) => als::memory_estimate(u, i, nnz, p.factors),
                 Spec::Bpr(p) => bpr::memory_estimate(u, i, nnz, p.factors),
                 Spec::Ncf(p) => ncf::memory_estimate(u, i, nnz, p),
+                Spec::Sequential(p) => sequential::memory_estimate(i, p) + nnz * 16,
             }
     }
 
-    pub fn fit(&self, data: &Interactions, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Model> {
+    /// Fit on `pool`; neural models train on `device` (the others ignore it).
+    pub fn fit(&self, data: &Interactions, device: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Model> {
         let algorithm = match self {
             Spec::Popularity => Algorithm::Popularity,
             Spec::ItemKnn(p) => match knn::fit(data, p, pool, progress)? {
@@ -100,7 +116,8 @@ impl Spec {
             Spec::Mf(p) => Algorithm::Factors(mf::fit(data, p, progress)?),
             Spec::Als(p) => Algorithm::Factors(als::fit(data, p, pool, progress)?),
             Spec::Bpr(p) => Algorithm::Factors(bpr::fit(data, p, progress)?),
-            Spec::Ncf(p) => Algorithm::Ncf(ncf::fit(data, p, pool, progress)?),
+            Spec::Ncf(p) => Algorithm::Ncf(ncf::fit(data, p, device, pool, progress)?),
+            Spec::Sequential(p) => Algorithm::Sequential(sequential::fit(data, p, device, pool, progress)?),
         };
         Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm })
     }
@@ -116,6 +133,7 @@ pub enum Algorithm {
     Ease(Ease),
     Factors(Factors),
     Ncf(Ncf),
+    Sequential(Sasrec),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -131,7 +149,8 @@ pub struct Request<'a> {
     /// The user, when known: factor models serve a user whose history is unchanged since
     /// training from the stored vector, and fold everyone else in.
     pub user_id: Option<i64>,
-    /// The user's current interactions (item id, weight), read from the live table.
+    /// The user's current interactions (item id, weight), read from the live table; in time
+    /// order (oldest first) when the source has a time column, which sequential models use.
     pub history: &'a [(i64, f32)],
     pub n: usize,
     pub exclude_seen: bool,
@@ -147,6 +166,7 @@ impl Model {
             Algorithm::Ease(_) => "ease",
             Algorithm::Factors(f) => f.kind.name(),
             Algorithm::Ncf(_) => "ncf",
+            Algorithm::Sequential(_) => "sequential",
         }
     }
 
@@ -171,6 +191,15 @@ impl Model {
     fn ncf_scores(&self, m: &Ncf, user_id: Option<i64>) -> Option<Vec<f32>> {
         let u = user_id.and_then(|u| index_of(&m.user_ids, u))?;
         m.score_all(u, self.n_items()).ok()
+    }
+
+    /// Sequential scores of every item from the known history in its given (time) order.
+    fn sequence_scores(&self, m: &Sasrec, history: &[(i64, f32)]) -> Option<Vec<f32>> {
+        let known: Vec<u32> = history.iter().filter_map(|&(id, _)| index_of(&self.item_ids, id)).collect();
+        if known.is_empty() {
+            return None;
+        }
+        m.score(&known).ok()
     }
 
     /// (user, neighbour, score) rows for `recsys.user_neighbors`, when the model has them.
@@ -254,6 +283,10 @@ impl Model {
                 Some(scores) => (scores, vec![true; n_items]),
                 None => (self.popularity.clone(), vec![true; n_items]),
             },
+            (Algorithm::Sequential(m), false) => match self.sequence_scores(m, req.history) {
+                Some(scores) => (scores, vec![true; n_items]),
+                None => (self.popularity.clone(), vec![true; n_items]),
+            },
             (Algorithm::UserKnn(m), false) => {
                 let neighbours = self.user_neighbours(m, req.user_id, &history);
                 let (mut scores, mut reached) = (vec![0f32; n_items], vec![false; n_items]);
@@ -292,7 +325,8 @@ impl Model {
     }
 
     /// The n most similar items to `item_id` (empty if the model does not know the item):
-    /// stored neighbours for item-kNN, cosine of the item factors for factor models.
+    /// stored neighbours for item-kNN, cosine of the item factors for factor models and of the
+    /// item embeddings for sequential models.
     pub fn similar_items(&self, item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
         let Some(i) = index_of(&self.item_ids, item_id) else {
             return match self.algorithm {
@@ -306,6 +340,10 @@ impl Model {
                 idx.iter().copied().zip(s.iter().copied()).take(n).collect()
             }
             (Algorithm::Factors(f), _) => Factors::nearest(&f.items, f.k, i as usize, n),
+            (Algorithm::Sequential(m), _) => {
+                let e = m.item_embeddings().and_then(|t| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(crate::engine::neural::candle))?;
+                Factors::nearest(&e, e.len() / self.n_items(), i as usize, n)
+            }
             _ => return Err(self.unsupported("similar_items", "train an item_knn or factor model")),
         };
         Ok(found.into_iter().map(|(j, s)| (self.item_ids[j as usize], s)).collect())
@@ -340,6 +378,7 @@ impl Model {
     /// model has no history to place the user (an explicit model then predicts μ + b_i).
     pub fn predict(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64) -> Option<f32> {
         let i = index_of(&self.item_ids, item_id)? as usize;
+        let history_in_order = history;
         let history = self.known_history(history);
         match &self.algorithm {
             Algorithm::Popularity => Some(self.popularity[i]),
@@ -361,6 +400,7 @@ impl Model {
                 Some(scores[i])
             }
             Algorithm::Ncf(m) => self.ncf_scores(m, user_id).map(|s| s[i]),
+            Algorithm::Sequential(m) => self.sequence_scores(m, history_in_order).map(|s| s[i]),
             Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
                 Some(u) => Some(f.predict(&u, i)),
                 None if f.kind.explicit() => Some(f.baseline(i)),
@@ -376,7 +416,7 @@ impl Model {
         if let Algorithm::Popularity = self.algorithm {
             return Err(self.unsupported("explain", "popularity scores do not depend on the user; train item_knn or a factor model"));
         }
-        if let Algorithm::Ncf(_) = self.algorithm {
+        if let Algorithm::Ncf(_) | Algorithm::Sequential(_) = self.algorithm {
             return Err(self.unsupported("explain", "train item_knn, user_knn, ease or a factor model to explain"));
         }
         let Some(i) = index_of(&self.item_ids, item_id) else { return Ok(Vec::new()) };
@@ -447,7 +487,12 @@ impl Model {
         if let Algorithm::Ncf(m) = &self.algorithm {
             w.i64s(&m.user_ids);
             // Encoding a trained model's own tensors cannot fail; an empty blob would be refused on decode.
-            w.bytes(&m.to_safetensors().unwrap_or_default());
+            w.bytes(&m.weights.to_safetensors().unwrap_or_default());
+        }
+        if let Algorithm::Sequential(m) = &self.algorithm {
+            w.u64(m.max_len as u64);
+            w.u64(m.blocks as u64);
+            w.bytes(&m.weights.to_safetensors().unwrap_or_default());
         }
         if let Algorithm::Factors(f) = &self.algorithm {
             w.u64(f.k as u64);
@@ -479,6 +524,12 @@ impl Model {
                 let user_ids = r.i64s()?;
                 let bytes = r.bytes()?;
                 Algorithm::Ncf(Ncf::from_safetensors(user_ids, item_ids.len(), &bytes).map_err(|e| corrupt(&e.message))?)
+            }
+            "sequential" => {
+                let (max_len, blocks, bytes) = (r.u64()? as usize, r.u64()? as usize, r.bytes()?);
+                Algorithm::Sequential(
+                    Sasrec::from_safetensors(max_len, blocks, item_ids.len(), &bytes).map_err(|e| corrupt(&e.message))?,
+                )
             }
             "item_knn_ratings" => {
                 let neighbors = decode_neighbors(&mut r, item_ids.len())?;
@@ -594,7 +645,7 @@ mod tests {
     }
 
     fn fit(alg: &str, params: Value) -> Model {
-        Spec::parse(alg, &params).unwrap().0.fit(&data(), &pool(), &mut NoProgress).unwrap()
+        Spec::parse(alg, &params).unwrap().0.fit(&data(), DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap()
     }
 
     fn req<'a>(history: &'a [(i64, f32)], n: usize, candidates: Option<&'a [i64]>) -> Request<'a> {

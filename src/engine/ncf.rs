@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_core::{Device, Tensor};
 
 use crate::engine::interactions::Interactions;
+use crate::engine::neural::{self, candle, DeviceChoice, Init, Weights};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
@@ -48,24 +48,11 @@ pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, p: &NcfParams
     (n_users + n_items) * (p.factors + p.hidden / 2) * 4 * 4 + nnz * (1 + p.negatives) * 12
 }
 
-fn candle(e: candle_core::Error) -> RecsysError {
-    RecsysError::new(ErrorKind::Corrupt, format!("candle: {e}"))
-}
-
 /// The weights by name (safetensors keys), on the CPU.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Ncf {
     pub user_ids: Vec<i64>,
-    pub weights: HashMap<String, Tensor>,
-}
-
-impl PartialEq for Ncf {
-    fn eq(&self, other: &Ncf) -> bool {
-        let flat = |t: &Tensor| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).ok();
-        self.user_ids == other.user_ids
-            && self.weights.len() == other.weights.len()
-            && self.weights.iter().all(|(k, t)| other.weights.get(k).is_some_and(|o| t.dims() == o.dims() && flat(t) == flat(o)))
-    }
+    pub weights: Weights,
 }
 
 const LAYERS: usize = 3;
@@ -74,36 +61,34 @@ fn layer_names(l: usize) -> (String, String) {
     (format!("mlp{l}.weight"), format!("mlp{l}.bias"))
 }
 
-/// Shapes of every weight for these sizes.
-fn shapes(n_users: usize, n_items: usize, p: &NcfParams) -> Vec<(String, Vec<usize>)> {
+/// Shapes of every weight for these sizes, and how each starts: N(0, 0.01) embeddings (as the
+/// paper), uniform ±1/√fan_in layers.
+fn shapes(n_users: usize, n_items: usize, p: &NcfParams) -> Vec<(String, Vec<usize>, Init)> {
     let half = (p.hidden / 2).max(1);
+    let emb = Init::Normal(0.01);
     let mut v = vec![
-        ("user_gmf".to_string(), vec![n_users, p.factors]),
-        ("item_gmf".to_string(), vec![n_items, p.factors]),
-        ("user_mlp".to_string(), vec![n_users, half]),
-        ("item_mlp".to_string(), vec![n_items, half]),
+        ("user_gmf".to_string(), vec![n_users, p.factors], emb),
+        ("item_gmf".to_string(), vec![n_items, p.factors], emb),
+        ("user_mlp".to_string(), vec![n_users, half], emb),
+        ("item_mlp".to_string(), vec![n_items, half], emb),
     ];
     let mut width = 2 * half;
     for l in 0..LAYERS {
         let out = (p.hidden >> l).max(1);
         let (w, b) = layer_names(l);
-        v.push((w, vec![out, width]));
-        v.push((b, vec![out]));
+        v.push((w, vec![out, width], Init::FanIn));
+        v.push((b, vec![out], Init::FanIn));
         width = out;
     }
-    v.push(("out.weight".to_string(), vec![1, p.factors + width]));
-    v.push(("out.bias".to_string(), vec![1]));
+    v.push(("out.weight".to_string(), vec![1, p.factors + width], Init::FanIn));
+    v.push(("out.bias".to_string(), vec![1], Init::FanIn));
     v
 }
 
 impl Ncf {
-    fn get(&self, name: &str) -> Result<&Tensor> {
-        self.weights.get(name).ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, format!("NCF weight {name} missing")))
-    }
-
     /// Logits for parallel user and item index vectors.
     pub fn forward(&self, users: &Tensor, items: &Tensor) -> Result<Tensor> {
-        forward(&|n| self.get(n).cloned(), users, items)
+        forward(&|n| self.weights.get(n).cloned(), users, items)
     }
 
     /// The logit of every item for one known user (index into `user_ids`).
@@ -113,18 +98,10 @@ impl Ncf {
         self.forward(&users, &items)?.to_vec1::<f32>().map_err(candle)
     }
 
-    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let mut named: Vec<(&String, &Tensor)> = self.weights.iter().collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        safetensors::tensor::serialize(named, None)
-            .map_err(|e| RecsysError::new(ErrorKind::Corrupt, format!("safetensors: {e}")))
-    }
-
     pub fn from_safetensors(user_ids: Vec<i64>, n_items: usize, bytes: &[u8]) -> Result<Ncf> {
-        let weights = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(candle)?;
-        let m = Ncf { user_ids, weights };
-        let (u, i) = (m.get("user_gmf")?.dims(), m.get("item_gmf")?.dims());
-        if u.len() != 2 || i.len() != 2 || u[0] != m.user_ids.len() || i[0] != n_items {
+        let m = Ncf { user_ids, weights: Weights::from_safetensors(bytes)? };
+        let (u, i) = (m.weights.dims("user_gmf", 2)?, m.weights.dims("item_gmf", 2)?);
+        if u[0] != m.user_ids.len() || i[0] != n_items {
             return Err(RecsysError::new(ErrorKind::Corrupt, "NCF embeddings do not match the catalogue"));
         }
         Ok(m)
@@ -159,35 +136,30 @@ fn bce_with_logits(x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
     (x.relu()? - x.mul(t)?)?.add(&softplus)?.mean_all()
 }
 
-pub fn fit(data: &Interactions, p: &NcfParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Ncf> {
+pub fn fit(
+    data: &Interactions,
+    p: &NcfParams,
+    device: DeviceChoice,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<Ncf> {
     let (n_users, n_items, nnz) = (data.n_users(), data.n_items(), data.nnz());
     if n_items < 2 {
         return Err(RecsysError::invalid("ncf needs at least two items to sample negatives"));
     }
+    let dev = device.device()?;
     let m = &data.matrix;
     let mut rng = Rng::new(p.seed);
-    // Initial weights: N(0, 0.01) embeddings (as the paper), uniform ±1/√fan_in layers.
-    let mut vars: Vec<(String, Var)> = Vec::new();
-    for (name, shape) in shapes(n_users, n_items, p) {
-        let count: usize = shape.iter().product();
-        let values: Vec<f32> = if name.ends_with("_gmf") || name.ends_with("_mlp") {
-            (0..count).map(|_| (rng.normal() * 0.01) as f32).collect()
-        } else {
-            let bound = 1.0 / (*shape.last().unwrap_or(&1) as f64).sqrt();
-            (0..count).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect()
-        };
-        let t = Tensor::from_vec(values, shape, &Device::Cpu).map_err(candle)?;
-        vars.push((name, Var::from_tensor(&t).map_err(candle)?));
-    }
-    let lookup: HashMap<String, Var> = vars.iter().cloned().collect();
+    let vars = neural::init_vars(&shapes(n_users, n_items, p), &mut rng, &dev)?;
+    let lookup: HashMap<String, Tensor> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
     let get = |n: &str| -> Result<Tensor> {
-        lookup.get(n).map(|v| v.as_tensor().clone()).ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, format!("NCF weight {n} missing")))
+        lookup.get(n).cloned().ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, format!("NCF weight {n} missing")))
     };
-    let params = ParamsAdamW { lr: p.lr, weight_decay: p.weight_decay, ..Default::default() };
-    let mut opt = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params).map_err(candle)?;
+    let mut opt = neural::adamw(&vars, p.lr, p.weight_decay)?;
     // The user of every stored interaction.
     let owner = m.owners();
     let per = 1 + p.negatives;
+    let total = p.epochs * nnz * per;
     for epoch in 0..p.epochs {
         // Every positive with `negatives` unseen items drawn uniformly, in a seeded order.
         let mut samples: Vec<(u32, u32, f32)> = Vec::with_capacity(nnz * per);
@@ -206,30 +178,24 @@ pub fn fit(data: &Interactions, p: &NcfParams, pool: &rayon::ThreadPool, progres
             }
         }
         rng.shuffle(&mut samples);
-        let (mut total, mut batches) = (0f64, 0usize);
+        let (mut sum, mut batches) = (0f64, 0usize);
         for (b, batch) in samples.chunks(p.batch_size).enumerate() {
+            let n = batch.len();
             let us: Vec<u32> = batch.iter().map(|s| s.0).collect();
             let is: Vec<u32> = batch.iter().map(|s| s.1).collect();
             let ts: Vec<f32> = batch.iter().map(|s| s.2).collect();
-            let loss: f32 = pool.install(|| -> Result<f32> {
-                let n = batch.len();
-                let users = Tensor::from_vec(us, n, &Device::Cpu).map_err(candle)?;
-                let items = Tensor::from_vec(is, n, &Device::Cpu).map_err(candle)?;
-                let target = Tensor::from_vec(ts, n, &Device::Cpu).map_err(candle)?;
-                let logits = forward(&get, &users, &items)?;
-                let loss = bce_with_logits(&logits, &target).map_err(candle)?;
-                opt.backward_step(&loss).map_err(candle)?;
-                loss.to_dtype(DType::F32).and_then(|l| l.to_scalar::<f32>()).map_err(candle)
+            let done = epoch * samples.len() + b * p.batch_size + n;
+            sum += neural::step(pool, &mut opt, progress, done, total, || {
+                let users = Tensor::from_vec(us, n, &dev).map_err(candle)?;
+                let items = Tensor::from_vec(is, n, &dev).map_err(candle)?;
+                let target = Tensor::from_vec(ts, n, &dev).map_err(candle)?;
+                bce_with_logits(&forward(&get, &users, &items)?, &target).map_err(candle)
             })?;
-            total += loss as f64;
             batches += 1;
-            // Between batches, on the calling thread: cancel stops training within one batch.
-            progress.step(epoch * samples.len() + (b + 1) * p.batch_size, p.epochs * samples.len())?;
         }
-        progress.epoch("ncf", epoch + 1, p.epochs, "bce", total / batches.max(1) as f64)?;
+        progress.epoch("ncf", epoch + 1, p.epochs, "bce", sum / batches.max(1) as f64)?;
     }
-    let weights = vars.into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
-    Ok(Ncf { user_ids: data.user_ids.clone(), weights })
+    Ok(Ncf { user_ids: data.user_ids.clone(), weights: Weights::from_vars(vars)? })
 }
 
 #[cfg(test)]
@@ -246,7 +212,7 @@ mod tests {
     fn learns_the_groups_deterministically_and_round_trips() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let data = two_groups(10, 5);
-        let m = fit(&data, &params(), &pool, &mut NoProgress).unwrap();
+        let m = fit(&data, &params(), DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
         for user in 0..20u32 {
             let s = m.score_all(user, 10).unwrap();
             let base = if user < 10 { 0 } else { 5 };
@@ -254,9 +220,9 @@ mod tests {
             let other = if user < 10 { 5..10 } else { 0..5 };
             assert!(other.clone().all(|i| s[i] < missing), "user {user}: {s:?}");
         }
-        let again = fit(&data, &params(), &pool, &mut NoProgress).unwrap();
+        let again = fit(&data, &params(), DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
         assert_eq!(m.score_all(3, 10).unwrap(), again.score_all(3, 10).unwrap());
-        let bytes = m.to_safetensors().unwrap();
+        let bytes = m.weights.to_safetensors().unwrap();
         let back = Ncf::from_safetensors(m.user_ids.clone(), 10, &bytes).unwrap();
         assert_eq!(m.score_all(7, 10).unwrap(), back.score_all(7, 10).unwrap());
         assert!(Ncf::from_safetensors(m.user_ids.clone(), 11, &bytes).is_err());

@@ -4,10 +4,13 @@ use std::ffi::CString;
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
+use crate::engine::neural::DeviceChoice;
+
 pub static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static DEFAULT_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static MODEL_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(8);
 pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(4096);
+pub static DEVICE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"cpu"));
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -48,6 +51,14 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_MB,
     );
+    GucRegistry::define_string_guc(
+        c"recsys.device",
+        c"Where neural models (ncf, sequential, two_tower) train: cpu, cuda or auto.",
+        c"cuda needs a build with the cuda feature; auto uses CUDA when built with it and a GPU answers. Serving runs on the CPU.",
+        &DEVICE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: called once from _PG_init on the backend thread with a static C string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"recsys".as_ptr()) };
 }
@@ -69,4 +80,10 @@ pub fn model_cache_size() -> usize {
 
 pub fn max_memory_bytes() -> usize {
     MAX_MEMORY_MB.get().max(1) as usize * 1024 * 1024
+}
+
+/// recsys.device, checked when a neural model trains (an unknown name is ERROR 22023 then).
+pub fn device() -> crate::engine::Result<DeviceChoice> {
+    let name = DEVICE.get().and_then(|c| c.into_string().ok()).unwrap_or_else(|| "cpu".to_string());
+    DeviceChoice::parse(name.trim().to_ascii_lowercase().as_str())
 }

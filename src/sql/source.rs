@@ -108,7 +108,7 @@ impl Source {
                 item_column,
                 rating_column: get("rating"),
                 time_column: get("time"),
-                time_type: None,
+                time_type: get("time_type"),
             }),
             _ => Err(RecsysError::new(ErrorKind::Corrupt, "recsys.models.columns lacks user or item").into()),
         }
@@ -116,7 +116,7 @@ impl Source {
 
     pub fn columns_json(&self) -> Value {
         json!({"user": self.user_column, "item": self.item_column,
-               "rating": self.rating_column, "time": self.time_column})
+               "rating": self.rating_column, "time": self.time_column, "time_type": self.time_type})
     }
 
     /// The time column as float8 seconds since the Unix epoch (NULL without a time column).
@@ -135,16 +135,19 @@ impl Source {
         }
     }
 
-    /// Every row, duplicates summed; rows with a NULL id or rating are skipped and counted.
+    /// Every row, duplicates summed; rows with a NULL id or rating are skipped and counted. With a
+    /// time column, each user's items in time order too (a NULL time counts as the oldest).
     pub fn read(&self) -> SqlResult<(Interactions, ReadStats)> {
+        let timed = self.time_column.is_some() && self.time_type.is_some();
         let query = format!(
-            "SELECT {}::int8, {}::int8, {} FROM {}",
+            "SELECT {}::int8, {}::int8, {}, {} FROM {}",
             quote_identifier(&self.user_column),
             quote_identifier(&self.item_column),
             self.weight_expr(),
+            if timed { self.time_expr() } else { "NULL::float8".to_string() },
             self.relation
         );
-        let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut users, mut items, mut weights, mut times) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut stats = ReadStats { rows: 0, skipped: 0 };
         Spi::connect(|client| -> SqlResult<()> {
             let mut cursor = client.try_open_cursor(query.as_str(), &[]).map_err(spi)?;
@@ -163,6 +166,9 @@ impl Source {
                             users.push(u);
                             items.push(i);
                             weights.push(w as f32);
+                            if timed {
+                                times.push(row.get::<f64>(4).map_err(spi)?);
+                            }
                         }
                         _ => stats.skipped += 1,
                     }
@@ -171,7 +177,12 @@ impl Source {
             }
             Ok(())
         })?;
-        let data = Interactions::from_triplets(&users, &items, &weights)
+        let data = if timed {
+            Interactions::with_times(&users, &items, &weights, &times)
+        } else {
+            Interactions::from_triplets(&users, &items, &weights)
+        };
+        let data = data
             .map_err(|e| if e.kind == ErrorKind::InvalidParameter && users.is_empty() {
                 e.with_detail(format!("{} has {} rows, none with a non-NULL user, item and rating", self.relation, stats.rows))
             } else {
@@ -180,15 +191,20 @@ impl Source {
         Ok((data, stats))
     }
 
-    /// One user's current interactions (item id, summed weight), read at call time.
+    /// One user's current interactions (item id, summed weight), read at call time; in order of
+    /// each item's latest time (oldest first) when there is a time column.
     pub fn history(&self, user_id: i64) -> SqlResult<Vec<(i64, f32)>> {
         let weight = match &self.rating_column {
             Some(c) => format!("sum({})::float4", quote_identifier(c)),
             None => "count(*)::float4".to_string(),
         };
         let item = quote_identifier(&self.item_column);
+        let order = match &self.time_column {
+            Some(t) => format!(" ORDER BY max({}) NULLS FIRST, 1", quote_identifier(t)),
+            None => String::new(),
+        };
         let query = format!(
-            "SELECT {item}::int8, {weight} FROM {} WHERE {} = $1 AND {item} IS NOT NULL GROUP BY 1",
+            "SELECT {item}::int8, {weight} FROM {} WHERE {} = $1 AND {item} IS NOT NULL GROUP BY 1{order}",
             self.relation,
             quote_identifier(&self.user_column),
         );

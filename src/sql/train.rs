@@ -40,9 +40,24 @@ impl Progress for Interruptible {
 }
 
 /// Checks shared by train and tune, before any data is read.
-pub(crate) fn check_request(name: &str, algorithm: &str, spec: &Spec, rating_column: Option<&str>) -> SqlResult<()> {
+pub(crate) fn check_request(
+    name: &str,
+    algorithm: &str,
+    spec: &Spec,
+    rating_column: Option<&str>,
+    time_column: Option<&str>,
+) -> SqlResult<()> {
     if name.is_empty() || name.len() > 200 {
         return Err(RecsysError::invalid("model name must have 1 to 200 characters").into());
+    }
+    if spec.needs_time() && time_column.is_none() {
+        return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" learns from the order of events and needs a time column"))
+            .with_hint("pass time_column => 'your_timestamp_column'")
+            .into());
+    }
+    if spec.is_neural() {
+        // recsys.device is checked (and a GPU opened) before any data is read.
+        gucs::device()?.device()?;
     }
     if spec.needs_ratings() && rating_column.is_none() {
         return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" predicts ratings and needs a rating column"))
@@ -89,7 +104,8 @@ pub(crate) fn training_pool(algorithm: &str, spec: &Spec, data: &Interactions) -
 /// the fit's seconds.
 pub(crate) fn fit(pool: &rayon::ThreadPool, spec: &Spec, data: &Interactions) -> SqlResult<(Model, f64)> {
     let started = Instant::now();
-    let fitted = spec.fit(data, pool, &mut Interruptible { started })?;
+    let device = if spec.is_neural() { gucs::device()? } else { crate::engine::neural::DeviceChoice::Cpu };
+    let fitted = spec.fit(data, device, pool, &mut Interruptible { started })?;
     Ok((fitted, started.elapsed().as_secs_f64()))
 }
 
@@ -149,7 +165,7 @@ fn train(
         )
         .into());
     }
-    check_request(name, algorithm, &spec, rating_column)?;
+    check_request(name, algorithm, &spec, rating_column, time_column)?;
     let source = Source::resolve(
         &source,
         required(user_column, "user_column")?,

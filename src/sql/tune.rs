@@ -10,7 +10,7 @@ use pgrx::{JsonB, PgRelation};
 use crate::engine::model::Spec;
 use crate::engine::split::check_fraction;
 use crate::engine::tune::{grid_points, holdout, score, Metric};
-use crate::engine::RecsysError;
+use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::required;
 use crate::sql::source::Source;
 use crate::sql::train::{check_request, fit, fit_and_save, read_source, training_pool};
@@ -47,7 +47,12 @@ fn tune(
         .iter()
         .map(|p| Spec::parse(algorithm, p))
         .collect::<Result<_, _>>()?;
-    check_request(name, algorithm, &points[0].0, rating_column)?;
+    if points[0].0.needs_time() {
+        return Err(RecsysError::new(ErrorKind::Unsupported, format!("recsys.tune does not tune {algorithm} models"))
+            .with_hint("its validation split ignores time order; call recsys.train with explicit params")
+            .into());
+    }
+    check_request(name, algorithm, &points[0].0, rating_column, None)?;
     if metric.is_error() && !points[0].0.needs_ratings() {
         return Err(RecsysError::invalid(format!("metric {} needs a rating model (biased_mf, svdpp, or item_knn with a rating similarity)", metric.label(0)))
             .with_hint("tune top-N models on ndcg, precision, recall, map, hitrate or coverage")

@@ -1,0 +1,264 @@
+//! What the Candle models (ncf, sequential, two_tower) share: the device choice, seeded weight
+//! initialisation, seeded dropout, one optimiser step on the per-call pool, and named weights
+//! persisted as safetensors.
+
+use std::collections::HashMap;
+
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rayon::prelude::*;
+
+use crate::engine::rng::Rng;
+use crate::engine::{ErrorKind, Progress, RecsysError, Result};
+
+pub fn candle(e: candle_core::Error) -> RecsysError {
+    RecsysError::new(ErrorKind::Corrupt, format!("candle: {e}"))
+}
+
+/// Where neural models train (`recsys.device`). Serving always runs on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+    /// CUDA when this build has it and a GPU answers, else the CPU.
+    Auto,
+}
+
+pub const DEVICES: &[&str] = &["cpu", "cuda", "auto"];
+
+impl DeviceChoice {
+    pub fn parse(name: &str) -> Result<DeviceChoice> {
+        match name {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            "auto" => Ok(DeviceChoice::Auto),
+            other => Err(RecsysError::invalid(format!("unknown device \"{other}\"")).with_detail("known devices: cpu, cuda, auto")),
+        }
+    }
+
+    /// The Candle device to train on.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda if !cfg!(feature = "cuda") => Err(RecsysError::new(
+                ErrorKind::Unsupported,
+                "recsys.device = 'cuda' but this build of pg_recsys has no CUDA support",
+            )
+            .with_hint("SET recsys.device = 'cpu' (or 'auto'), or rebuild pg_recsys with its cuda feature (README: CUDA)")),
+            DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| {
+                RecsysError::new(ErrorKind::Unsupported, format!("no usable CUDA device: {e}"))
+                    .with_hint("SET recsys.device = 'cpu' or 'auto'")
+            }),
+            DeviceChoice::Auto if cfg!(feature = "cuda") => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
+            DeviceChoice::Auto => Ok(Device::Cpu),
+        }
+    }
+}
+
+/// How a weight starts.
+#[derive(Clone, Copy, Debug)]
+pub enum Init {
+    /// N(0, σ²), for embeddings.
+    Normal(f64),
+    /// U(−1/√fan_in, 1/√fan_in) with fan_in the last dimension, for dense layers.
+    FanIn,
+    Zeros,
+    Ones,
+}
+
+/// Trainable variables, created from our seeded generator so a seed gives the same model
+/// (Candle's own CPU generator cannot be seeded).
+pub fn init_vars(shapes: &[(String, Vec<usize>, Init)], rng: &mut Rng, device: &Device) -> Result<Vec<(String, Var)>> {
+    let mut vars = Vec::with_capacity(shapes.len());
+    for (name, shape, init) in shapes {
+        let count: usize = shape.iter().product();
+        let values: Vec<f32> = match *init {
+            Init::Normal(sd) => (0..count).map(|_| (rng.normal() * sd) as f32).collect(),
+            Init::FanIn => {
+                let bound = 1.0 / (*shape.last().unwrap_or(&1) as f64).sqrt();
+                (0..count).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect()
+            }
+            Init::Zeros => vec![0.0; count],
+            Init::Ones => vec![1.0; count],
+        };
+        let t = Tensor::from_vec(values, shape.clone(), device).map_err(candle)?;
+        vars.push((name.clone(), Var::from_tensor(&t).map_err(candle)?));
+    }
+    Ok(vars)
+}
+
+/// Inverted dropout as a multiplicative mask drawn from our generator: 0 with probability `p`,
+/// else 1/(1−p). None when p is 0.
+pub fn dropout_mask(rng: &mut Rng, shape: &[usize], p: f64, device: &Device) -> Result<Option<Tensor>> {
+    if p <= 0.0 {
+        return Ok(None);
+    }
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let count: usize = shape.iter().product();
+    let values: Vec<f32> = (0..count).map(|_| if rng.next_f64() < p { 0.0 } else { keep }).collect();
+    Tensor::from_vec(values, shape.to_vec(), device).map(Some).map_err(candle)
+}
+
+pub fn adamw(vars: &[(String, Var)], lr: f64, weight_decay: f64) -> Result<AdamW> {
+    AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), ParamsAdamW { lr, weight_decay, ..Default::default() }).map_err(candle)
+}
+
+/// One optimiser step: the loss is built and back-propagated on `pool` (Candle's CPU kernels then
+/// use its threads, sized by recsys.max_threads, not every core), and cancel is honoured on the
+/// calling thread afterwards, so a cancel stops training within one batch.
+pub fn step(
+    pool: &rayon::ThreadPool,
+    opt: &mut AdamW,
+    progress: &mut dyn Progress,
+    done: usize,
+    total: usize,
+    loss: impl FnOnce() -> Result<Tensor> + Send,
+) -> Result<f64> {
+    let value = pool.install(|| -> Result<f32> {
+        let loss = loss()?;
+        opt.backward_step(&loss).map_err(candle)?;
+        loss.to_dtype(DType::F32).and_then(|l| l.to_scalar::<f32>()).map_err(candle)
+    })?;
+    progress.step(done, total)?;
+    if !value.is_finite() {
+        return Err(RecsysError::invalid(format!("training diverged (loss {value})")).with_hint("lower lr"));
+    }
+    Ok(value as f64)
+}
+
+/// Mean softmax cross-entropy of `logits` (rows × classes, f32) against `labels` (rows, u32).
+/// On the CPU one fused pass per row forward and one backward (Candle's composed log-softmax makes
+/// a dozen passes over the rows × catalogue matrix, the largest tensor of a full-softmax model).
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
+    if logits.device().is_cpu() {
+        logits.contiguous()?.apply_op2(labels, SoftmaxXent)
+    } else {
+        candle_nn::loss::cross_entropy(logits, labels)
+    }
+}
+
+struct SoftmaxXent;
+struct SoftmaxXentGrad;
+
+fn xent_inputs<'a>(s1: &'a CpuStorage, l1: &Layout, s2: &'a CpuStorage, l2: &Layout) -> candle_core::Result<(&'a [f32], &'a [u32], usize)> {
+    let msg = |m: &str| candle_core::Error::Msg(format!("cross_entropy: {m}"));
+    let (a, b) = l1.contiguous_offsets().ok_or_else(|| msg("logits not contiguous"))?;
+    let (c, d) = l2.contiguous_offsets().ok_or_else(|| msg("labels not contiguous"))?;
+    let (x, y) = (&s1.as_slice::<f32>()?[a..b], &s2.as_slice::<u32>()?[c..d]);
+    let dims = l1.dims();
+    if dims.len() != 2 || dims[0] != y.len() || dims[1] == 0 || y.iter().any(|&l| l as usize >= dims[1]) {
+        return Err(msg("expects rows × classes logits and one label below classes per row"));
+    }
+    Ok((x, y, dims[1]))
+}
+
+/// log Σ exp(row), stably.
+fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    max + row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln()
+}
+
+impl CustomOp2 for SoftmaxXent {
+    fn name(&self) -> &'static str {
+        "softmax-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, y, classes) = xent_inputs(s1, l1, s2, l2)?;
+        let per_row: Vec<f64> =
+            x.par_chunks(classes).zip(y.par_iter()).map(|(row, &l)| (log_sum_exp(row) - row[l as usize]) as f64).collect();
+        let mean = per_row.iter().sum::<f64>() / y.len().max(1) as f64;
+        Ok((CpuStorage::F32(vec![mean as f32]), Shape::from(())))
+    }
+
+    fn bwd(&self, logits: &Tensor, labels: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = logits.apply_op2_no_bwd(labels, &SoftmaxXentGrad)?;
+        Ok((Some(g.broadcast_mul(grad)?), None))
+    }
+}
+
+impl CustomOp2 for SoftmaxXentGrad {
+    fn name(&self) -> &'static str {
+        "softmax-cross-entropy-grad"
+    }
+
+    /// (softmax(row) − onehot(label)) / rows.
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, y, classes) = xent_inputs(s1, l1, s2, l2)?;
+        let scale = 1.0 / y.len().max(1) as f32;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(classes).zip(x.par_chunks(classes)).zip(y.par_iter()).for_each(|((o, row), &l)| {
+            let lse = log_sum_exp(row);
+            o.iter_mut().zip(row).for_each(|(o, &v)| *o = (v - lse).exp() * scale);
+            o[l as usize] -= scale;
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Named weights on the CPU, as stored in safetensors.
+#[derive(Clone, Debug)]
+pub struct Weights(pub HashMap<String, Tensor>);
+
+impl PartialEq for Weights {
+    fn eq(&self, other: &Weights) -> bool {
+        let flat = |t: &Tensor| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).ok();
+        self.0.len() == other.0.len()
+            && self.0.iter().all(|(k, t)| other.0.get(k).is_some_and(|o| t.dims() == o.dims() && flat(t) == flat(o)))
+    }
+}
+
+impl Weights {
+    /// The trained variables, brought back to the CPU for serving and storage.
+    pub fn from_vars(vars: Vec<(String, Var)>) -> Result<Weights> {
+        let mut out = HashMap::with_capacity(vars.len());
+        for (name, v) in vars {
+            out.insert(name, v.as_tensor().to_device(&Device::Cpu).map_err(candle)?);
+        }
+        Ok(Weights(out))
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.0.get(name).ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, format!("weight {name} missing")))
+    }
+
+    /// The dimensions of `name`, which must have `rank` of them.
+    pub fn dims(&self, name: &str, rank: usize) -> Result<Vec<usize>> {
+        let d = self.get(name)?.dims().to_vec();
+        if d.len() != rank {
+            return Err(RecsysError::new(ErrorKind::Corrupt, format!("weight {name} has shape {d:?}")));
+        }
+        Ok(d)
+    }
+
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let mut named: Vec<(&String, &Tensor)> = self.0.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        safetensors::tensor::serialize(named, None).map_err(|e| RecsysError::new(ErrorKind::Corrupt, format!("safetensors: {e}")))
+    }
+
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Weights> {
+        Ok(Weights(candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(candle)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fused_cross_entropy_matches_candle_and_its_gradient() {
+        let x = Var::from_tensor(&Tensor::new(&[[1.0f32, 2.0, -1.0], [0.5, 0.5, 3.0]], &Device::Cpu).unwrap()).unwrap();
+        let y = Tensor::new(&[1u32, 0], &Device::Cpu).unwrap();
+        let ours = cross_entropy(x.as_tensor(), &y).unwrap();
+        let theirs = candle_nn::loss::cross_entropy(x.as_tensor(), &y).unwrap();
+        let (a, b) = (ours.to_scalar::<f32>().unwrap(), theirs.to_scalar::<f32>().unwrap());
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        let (ga, gb) = (ours.backward().unwrap(), theirs.backward().unwrap());
+        let flat = |g: &candle_core::backprop::GradStore| g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (p, q) in flat(&ga).iter().zip(flat(&gb)) {
+            assert!((p - q).abs() < 1e-6, "{p} vs {q}");
+        }
+        assert!(cross_entropy(x.as_tensor(), &Tensor::new(&[3u32, 0], &Device::Cpu).unwrap()).is_err());
+    }
+}
