@@ -70,6 +70,8 @@ pub struct Interactions {
     pub matrix: Csr,
     /// Each user's items in time order (oldest first), when the source has a time column.
     pub sequences: Option<Sequences>,
+    /// Each item's text (by item index), when training reads an items table.
+    pub item_text: Option<Vec<String>>,
 }
 
 /// Per-user item sequences: user u's items are `items[indptr[u]..indptr[u+1]]`, by time, then
@@ -150,7 +152,7 @@ impl Interactions {
             out_ptr.push(indices.len());
         }
         let n_cols = item_ids.len();
-        Ok(Interactions { user_ids, item_ids, matrix: Csr { indptr: out_ptr, indices, values, n_cols }, sequences: None })
+        Ok(Interactions { user_ids, item_ids, matrix: Csr { indptr: out_ptr, indices, values, n_cols }, sequences: None, item_text: None })
     }
 
     /// Also keep every user's items in time order (seconds; a NULL time counts as the oldest).

@@ -68,7 +68,7 @@ pub fn evaluate_top_n(model: &Model, train: &Interactions, test: &[(i64, Vec<i64
             .map(|(user, items)| {
                 let history = train.history_of(*user);
                 let recs: Vec<i64> = model
-                    .recommend(&Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None })
+                    .recommend(&Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None, items: &[] })
                     .into_iter()
                     .map(|(item, _)| item)
                     .collect();

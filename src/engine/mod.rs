@@ -25,6 +25,7 @@ pub mod svd;
 pub mod synthetic;
 pub mod topk;
 pub mod tune;
+pub mod two_tower;
 pub mod userknn;
 
 pub use error::{ErrorKind, RecsysError, Result};

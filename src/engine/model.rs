@@ -19,10 +19,11 @@ use crate::engine::params::Params;
 use crate::engine::popularity::item_popularity;
 use crate::engine::svd::{self, SvdParams};
 use crate::engine::topk::top_k;
+use crate::engine::two_tower::{self, TwoTower, TwoTowerParams};
 use crate::engine::userknn::{self, Scratch, UserKnn, UserKnnParams};
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential"];
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential", "two_tower"];
 const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
@@ -38,6 +39,7 @@ pub enum Spec {
     Bpr(BprParams),
     Ncf(NcfParams),
     Sequential(SeqParams),
+    TwoTower(TwoTowerParams),
 }
 
 impl Spec {
@@ -57,6 +59,7 @@ impl Spec {
             "bpr" => Spec::Bpr(BprParams::from_params(&mut p)?),
             "ncf" => Spec::Ncf(NcfParams::from_params(&mut p)?),
             "sequential" => Spec::Sequential(SeqParams::from_params(&mut p)?),
+            "two_tower" => Spec::TwoTower(TwoTowerParams::from_params(&mut p)?),
             other => {
                 return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
                     .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
@@ -76,7 +79,12 @@ impl Spec {
 
     /// Models trained with Candle (they honour recsys.device).
     pub fn is_neural(&self) -> bool {
-        matches!(self, Spec::Ncf(_) | Spec::Sequential(_))
+        matches!(self, Spec::Ncf(_) | Spec::Sequential(_) | Spec::TwoTower(_))
+    }
+
+    /// Models that read item text (an items table).
+    pub fn needs_item_text(&self) -> bool {
+        matches!(self, Spec::TwoTower(_))
     }
 
     /// Sequential models learn from the time order of the rows.
@@ -99,6 +107,10 @@ impl Spec {
                 Spec::Bpr(p) => bpr::memory_estimate(u, i, nnz, p.factors),
                 Spec::Ncf(p) => ncf::memory_estimate(u, i, nnz, p),
                 Spec::Sequential(p) => sequential::memory_estimate(i, p) + nnz * 16,
+                Spec::TwoTower(p) => {
+                    let text: usize = data.item_text.iter().flatten().map(String::len).sum();
+                    two_tower::memory_estimate(i, text, p) + nnz * 4
+                }
             }
     }
 
@@ -118,6 +130,7 @@ impl Spec {
             Spec::Bpr(p) => Algorithm::Factors(bpr::fit(data, p, progress)?),
             Spec::Ncf(p) => Algorithm::Ncf(ncf::fit(data, p, device, pool, progress)?),
             Spec::Sequential(p) => Algorithm::Sequential(sequential::fit(data, p, device, pool, progress)?),
+            Spec::TwoTower(p) => Algorithm::TwoTower(two_tower::fit(data, p, device, pool, progress)?),
         };
         Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm })
     }
@@ -134,6 +147,7 @@ pub enum Algorithm {
     Factors(Factors),
     Ncf(Ncf),
     Sequential(Sasrec),
+    TwoTower(TwoTower),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +169,9 @@ pub struct Request<'a> {
     pub n: usize,
     pub exclude_seen: bool,
     pub candidates: Option<&'a [i64]>,
+    /// The live items table as (item id, text), for models that encode item text (two_tower):
+    /// items trained without are encoded from their text and can be recommended.
+    pub items: &'a [(i64, String)],
 }
 
 impl Model {
@@ -167,6 +184,7 @@ impl Model {
             Algorithm::Factors(f) => f.kind.name(),
             Algorithm::Ncf(_) => "ncf",
             Algorithm::Sequential(_) => "sequential",
+            Algorithm::TwoTower(_) => "two_tower",
         }
     }
 
@@ -200,6 +218,41 @@ impl Model {
             return None;
         }
         m.score(&known).ok()
+    }
+
+    /// The two-tower user vector from the history: trained items' stored vectors, other items
+    /// encoded from their text in `items`; None when no history item is either.
+    fn tower_user(&self, m: &TwoTower, history: &[(i64, f32)], items: &[(i64, String)]) -> Option<Vec<f32>> {
+        let k = m.k;
+        let mut vectors: Vec<&[f32]> = Vec::new();
+        let mut cold: Vec<&str> = Vec::new();
+        for &(id, _) in history {
+            match index_of(&self.item_ids, id) {
+                Some(i) => vectors.push(&m.item_vectors[i as usize * k..(i as usize + 1) * k]),
+                None => cold.extend(items.iter().filter(|(j, _)| *j == id).map(|(_, t)| t.as_str())),
+            }
+        }
+        let encoded = m.encode_texts(&cold).ok()?;
+        vectors.extend(encoded.chunks(k.max(1)));
+        m.user_vector(&vectors).ok().flatten()
+    }
+
+    /// Items of the live items table the model was not trained on, eligible for this request,
+    /// scored by the two-tower user vector from their text.
+    fn cold_items(&self, m: &TwoTower, u: &[f32], req: &Request) -> Vec<(i64, f32)> {
+        let seen: std::collections::HashSet<i64> = req.history.iter().map(|p| p.0).collect();
+        let rows: Vec<&(i64, String)> = req
+            .items
+            .iter()
+            .filter(|(id, _)| index_of(&self.item_ids, *id).is_none())
+            .filter(|(id, _)| !(req.exclude_seen && seen.contains(id)))
+            .filter(|(id, _)| req.candidates.is_none_or(|c| c.contains(id)))
+            .collect();
+        let texts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        match m.encode_texts(&texts) {
+            Ok(v) => rows.iter().zip(v.chunks(m.k.max(1))).map(|(r, e)| (r.0, crate::engine::linalg::dot(u, e))).collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// (user, neighbour, score) rows for `recsys.user_neighbors`, when the model has them.
@@ -263,7 +316,11 @@ impl Model {
             history.iter().for_each(|&(i, _)| eligible[i as usize] = false);
         }
 
-        let (scores, reached) = match (&self.algorithm, history.is_empty()) {
+        let tower_user = match &self.algorithm {
+            Algorithm::TwoTower(m) => self.tower_user(m, req.history, req.items),
+            _ => None,
+        };
+        let (scores, reached) = match (&self.algorithm, history.is_empty() && tower_user.is_none()) {
             (Algorithm::ItemKnn(nb), false) => {
                 let mut scores = vec![0f32; n_items];
                 let mut reached = vec![false; n_items];
@@ -281,6 +338,13 @@ impl Model {
             }
             (Algorithm::Ncf(m), false) => match self.ncf_scores(m, req.user_id) {
                 Some(scores) => (scores, vec![true; n_items]),
+                None => (self.popularity.clone(), vec![true; n_items]),
+            },
+            (Algorithm::TwoTower(m), false) => match &tower_user {
+                Some(u) => (
+                    (0..n_items).map(|i| crate::engine::linalg::dot(u, &m.item_vectors[i * m.k..(i + 1) * m.k])).collect(),
+                    vec![true; n_items],
+                ),
                 None => (self.popularity.clone(), vec![true; n_items]),
             },
             (Algorithm::Sequential(m), false) => match self.sequence_scores(m, req.history) {
@@ -316,7 +380,13 @@ impl Model {
             fill.sort_unstable_by_key(|p| p.0);
             out.extend(fill);
         }
-        out.into_iter().map(|(i, s)| (self.item_ids[i as usize], s)).collect()
+        let mut out: Vec<(i64, f32)> = out.into_iter().map(|(i, s)| (self.item_ids[i as usize], s)).collect();
+        if let (Algorithm::TwoTower(m), Some(u)) = (&self.algorithm, &tower_user) {
+            out.extend(self.cold_items(m, u, req));
+            out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            out.truncate(req.n);
+        }
+        out
     }
 
     fn unsupported(&self, what: &str, hint: &str) -> RecsysError {
@@ -340,6 +410,7 @@ impl Model {
                 idx.iter().copied().zip(s.iter().copied()).take(n).collect()
             }
             (Algorithm::Factors(f), _) => Factors::nearest(&f.items, f.k, i as usize, n),
+            (Algorithm::TwoTower(m), _) => Factors::nearest(&m.item_vectors, m.k, i as usize, n),
             (Algorithm::Sequential(m), _) => {
                 let e = m.item_embeddings().and_then(|t| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(crate::engine::neural::candle))?;
                 Factors::nearest(&e, e.len() / self.n_items(), i as usize, n)
@@ -401,6 +472,9 @@ impl Model {
             }
             Algorithm::Ncf(m) => self.ncf_scores(m, user_id).map(|s| s[i]),
             Algorithm::Sequential(m) => self.sequence_scores(m, history_in_order).map(|s| s[i]),
+            Algorithm::TwoTower(m) => self
+                .tower_user(m, history_in_order, &[])
+                .map(|u| crate::engine::linalg::dot(&u, &m.item_vectors[i * m.k..(i + 1) * m.k])),
             Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
                 Some(u) => Some(f.predict(&u, i)),
                 None if f.kind.explicit() => Some(f.baseline(i)),
@@ -416,7 +490,7 @@ impl Model {
         if let Algorithm::Popularity = self.algorithm {
             return Err(self.unsupported("explain", "popularity scores do not depend on the user; train item_knn or a factor model"));
         }
-        if let Algorithm::Ncf(_) | Algorithm::Sequential(_) = self.algorithm {
+        if let Algorithm::Ncf(_) | Algorithm::Sequential(_) | Algorithm::TwoTower(_) = self.algorithm {
             return Err(self.unsupported("explain", "train item_knn, user_knn, ease or a factor model to explain"));
         }
         let Some(i) = index_of(&self.item_ids, item_id) else { return Ok(Vec::new()) };
@@ -489,6 +563,9 @@ impl Model {
             // Encoding a trained model's own tensors cannot fail; an empty blob would be refused on decode.
             w.bytes(&m.weights.to_safetensors().unwrap_or_default());
         }
+        if let Algorithm::TwoTower(m) = &self.algorithm {
+            w.bytes(&m.weights.to_safetensors().unwrap_or_default());
+        }
         if let Algorithm::Sequential(m) = &self.algorithm {
             w.u64(m.max_len as u64);
             w.u64(m.blocks as u64);
@@ -531,6 +608,11 @@ impl Model {
                     Sasrec::from_safetensors(max_len, blocks, item_ids.len(), &bytes).map_err(|e| corrupt(&e.message))?,
                 )
             }
+            "two_tower" => Algorithm::TwoTower(
+                crate::engine::neural::Weights::from_safetensors(&r.bytes()?)
+                    .and_then(|w| TwoTower::from_weights(w, item_ids.len()))
+                    .map_err(|e| corrupt(&e.message))?,
+            ),
             "item_knn_ratings" => {
                 let neighbors = decode_neighbors(&mut r, item_ids.len())?;
                 let (item_bias, s, k) = (r.f32s()?, r.f32s()?, r.u64()? as usize);
@@ -649,7 +731,7 @@ mod tests {
     }
 
     fn req<'a>(history: &'a [(i64, f32)], n: usize, candidates: Option<&'a [i64]>) -> Request<'a> {
-        Request { user_id: None, history, n, exclude_seen: true, candidates }
+        Request { user_id: None, history, n, exclude_seen: true, candidates, items: &[] }
     }
 
     #[test]
@@ -691,7 +773,7 @@ mod tests {
         let got = m.recommend(&req(&[(10, 1.0)], 10, Some(&[40, 20, 777, 10])));
         // 10 is seen; 777 unknown; 20 scored; 40 filled
         assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), vec![20, 40]);
-        let all = Request { user_id: None, history: &[(10, 1.0)], n: 10, exclude_seen: false, candidates: Some(&[10]) };
+        let all = Request { user_id: None, history: &[(10, 1.0)], n: 10, exclude_seen: false, candidates: Some(&[10]), items: &[] };
         assert_eq!(m.recommend(&all).len(), 1);
     }
 
@@ -731,7 +813,16 @@ mod tests {
             fit("popularity", json!({})),
             fit("ease", json!({"lambda": 1.0})),
         ];
-        for m in others.into_iter().chain(factor_models) {
+        let mut texts = data();
+        texts.item_text = Some(["red", "red apple", "blue", "blue car", "green"].map(String::from).to_vec());
+        let tower = Spec::parse("two_tower", &json!({"factors": 4, "buckets": 32, "epochs": 2})).unwrap().0;
+        let tower = tower.fit(&texts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
+        // a cold item (60) is recommended by its text next to the trained ones
+        let items = [(60, "red apple pie".to_string()), (10, "red".to_string())];
+        let got = tower.recommend(&Request { user_id: None, history: &[(20, 1.0)], n: 10, exclude_seen: true, candidates: None, items: &items });
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().any(|p| p.0 == 60) && !got.iter().any(|p| p.0 == 20));
+        for m in others.into_iter().chain(factor_models).chain([tower]) {
             let bytes = m.encode();
             assert_eq!(Model::decode(&bytes).unwrap(), m);
         }

@@ -34,7 +34,11 @@ fn recommend(
     let row = catalog::resolve(model)?;
     // Like a STRICT function: no user, no rows (checked after the model, so a bad name still errors).
     let Some(user_id) = user_id else { return Ok(TableIterator::new(Vec::new())) };
-    let (fitted, history) = with_history(&row, user_id)?;
+    let fitted = cache::get(&row)?;
+    let source = Source::from_catalog(row.source.clone(), &row.columns)?;
+    let history = source.history(user_id)?;
+    // Models that encode item text see the items table as it is now (new items included).
+    let items = if fitted.algorithm_name() == "two_tower" { source.item_texts()? } else { Vec::new() };
     // NULL candidates inside the array match nothing, as in `item_id IN (...)`.
     let candidates: Option<Vec<i64>> = candidates.map(|c| c.into_iter().flatten().collect());
     let recs = fitted.recommend(&Request {
@@ -43,6 +47,7 @@ fn recommend(
         n,
         exclude_seen,
         candidates: candidates.as_deref(),
+        items: &items,
     });
     Ok(TableIterator::new(recs.into_iter().enumerate().map(|(r, (item, score))| (item, score, r as i32 + 1))))
 }

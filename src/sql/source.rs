@@ -14,6 +14,7 @@ const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
 const NUMBER_TYPES: &[&str] = &["smallint", "integer", "bigint", "real", "double precision", "numeric"];
 const TIME_TYPES: &[&str] =
     &["timestamp with time zone", "timestamp without time zone", "date", "smallint", "integer", "bigint"];
+const TEXT_TYPES: &[&str] = &["text", "character varying", "character", "name"];
 const BATCH: i64 = 50_000;
 
 /// A behaviour table and the roles of its columns.
@@ -27,6 +28,10 @@ pub struct Source {
     pub time_column: Option<String>,
     /// Set by `resolve`: the SQL type of the time column, to read it as seconds.
     pub time_type: Option<String>,
+    /// An items table (schema-qualified, quoted) keyed by the same item column, and its text
+    /// column, for models that encode item text.
+    pub items: Option<String>,
+    pub item_text: Option<String>,
 }
 
 /// Summary of a full read, for NOTICEs and the catalog.
@@ -95,6 +100,35 @@ impl Source {
             rating_column: rating_column.map(str::to_string),
             time_column: time_column.map(str::to_string),
             time_type,
+            items: None,
+            item_text: None,
+        })
+    }
+
+    /// Add an items table, which must have the item column (an integer) and a text column.
+    pub fn with_items(mut self, items: &PgRelation, item_text: &str) -> SqlResult<Source> {
+        let qualified = format!("{}.{}", quote_identifier(items.namespace()), quote_identifier(items.name()));
+        column_type(items.oid(), &qualified, &self.item_column, "item_column", INTEGER_TYPES)?;
+        column_type(items.oid(), &qualified, item_text, "item_text", TEXT_TYPES)?;
+        self.items = Some(qualified);
+        self.item_text = Some(item_text.to_string());
+        Ok(self)
+    }
+
+    /// Every (item id, text) of the items table, read now (a NULL text reads as empty).
+    pub fn item_texts(&self) -> SqlResult<Vec<(i64, String)>> {
+        let (Some(items), Some(text)) = (&self.items, &self.item_text) else { return Ok(Vec::new()) };
+        let item = quote_identifier(&self.item_column);
+        let query = format!("SELECT {item}::int8, coalesce({}::text, '') FROM {items} WHERE {item} IS NOT NULL", quote_identifier(text));
+        Spi::connect(|client| {
+            let table = client.select(query.as_str(), None, &[]).map_err(spi)?;
+            let mut out = Vec::with_capacity(table.len());
+            for row in table {
+                if let (Some(i), Some(t)) = (row.get::<i64>(1).map_err(spi)?, row.get::<String>(2).map_err(spi)?) {
+                    out.push((i, t));
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -109,6 +143,8 @@ impl Source {
                 rating_column: get("rating"),
                 time_column: get("time"),
                 time_type: get("time_type"),
+                items: get("items"),
+                item_text: get("item_text"),
             }),
             _ => Err(RecsysError::new(ErrorKind::Corrupt, "recsys.models.columns lacks user or item").into()),
         }
@@ -116,7 +152,8 @@ impl Source {
 
     pub fn columns_json(&self) -> Value {
         json!({"user": self.user_column, "item": self.item_column,
-               "rating": self.rating_column, "time": self.time_column, "time_type": self.time_type})
+               "rating": self.rating_column, "time": self.time_column, "time_type": self.time_type,
+               "items": self.items, "item_text": self.item_text})
     }
 
     /// The time column as float8 seconds since the Unix epoch (NULL without a time column).

@@ -158,12 +158,21 @@ fn train(
     let algorithm = required(algorithm, "algorithm")?;
     let params = params.map(|p| p.0).unwrap_or(serde_json::Value::Null);
     let (spec, effective) = Spec::parse(algorithm, &params)?;
-    if items.is_some() || item_text.is_some() {
-        return Err(RecsysError::new(
-            ErrorKind::Unsupported,
-            format!("algorithm \"{algorithm}\" does not use items or item_text"),
-        )
-        .into());
+    match (spec.needs_item_text(), &items, item_text) {
+        (true, Some(_), Some(_)) | (false, None, None) => {}
+        (true, _, _) => {
+            return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" encodes item text and needs an items table"))
+                .with_hint("pass items => 'items_table', item_text => 'text_column' (the items table has the item column too)")
+                .into())
+        }
+        (false, _, _) => {
+            return Err(RecsysError::new(
+                ErrorKind::Unsupported,
+                format!("algorithm \"{algorithm}\" does not use items or item_text"),
+            )
+            .with_hint("items and item_text are for two_tower")
+            .into())
+        }
     }
     check_request(name, algorithm, &spec, rating_column, time_column)?;
     let source = Source::resolve(
@@ -173,7 +182,16 @@ fn train(
         rating_column,
         time_column,
     )?;
-    let data = read_source(&source)?;
+    let source = match (&items, item_text) {
+        (Some(items), Some(text)) => source.with_items(items, text)?,
+        _ => source,
+    };
+    let mut data = read_source(&source)?;
+    if source.items.is_some() {
+        // Each trained item's text, by item index; items missing from the items table have none.
+        let texts: std::collections::HashMap<i64, String> = source.item_texts()?.into_iter().collect();
+        data.item_text = Some(data.item_ids.iter().map(|id| texts.get(id).cloned().unwrap_or_default()).collect());
+    }
     let (version, users, n_items, interactions, seconds) =
         fit_and_save(name, algorithm, &spec, effective, &source, data, started)?;
     Ok(TableIterator::once((name.to_string(), version, algorithm.to_string(), users, n_items, interactions, seconds)))

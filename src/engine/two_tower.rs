@@ -1,0 +1,313 @@
+//! Two-tower retrieval over item text. The item tower turns an item's text into a hashed TF-IDF
+//! bag of words, sums the buckets' embeddings (plus, for items seen in training, an id embedding)
+//! and passes that through a two-layer MLP; the user tower averages the item-tower vectors of the
+//! user's history and passes that through its own MLP; the score is their dot product.
+//!
+//! The id embedding is dropped for a random `id_dropout` share of the items at every batch
+//! (DropoutNet, Volkovs et al. 2017), so the text path alone must also rank well: an item added to
+//! the items table after training is encoded from its text and recommended without retraining.
+//! Trained with the full softmax over the catalogue (each interaction is a positive, the user's
+//! other items the history), AdamW, with Candle.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+
+use crate::engine::interactions::Interactions;
+use crate::engine::neural::{self, candle, DeviceChoice, Init, Weights};
+use crate::engine::params::Params;
+use crate::engine::rng::Rng;
+use crate::engine::{ErrorKind, Progress, RecsysError, Result};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TwoTowerParams {
+    pub factors: usize,
+    pub buckets: usize,
+    pub id_dropout: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+impl TwoTowerParams {
+    pub fn from_params(p: &mut Params) -> Result<Self> {
+        Ok(TwoTowerParams {
+            factors: p.int("factors", 64, 2, 1024)? as usize,
+            buckets: p.int("buckets", 16384, 16, 1 << 22)? as usize,
+            id_dropout: p.float("id_dropout", 0.5, 0.0, 1.0)?,
+            epochs: p.int("epochs", 10, 1, 10_000)? as usize,
+            batch_size: p.int("batch_size", 256, 1, 1 << 16)? as usize,
+            lr: p.float("lr", 0.002, 1e-9, 10.0)?,
+            weight_decay: p.float("weight_decay", 0.0, 0.0, 10.0)?,
+            seed: p.int("seed", 42, 0, i64::MAX)? as u64,
+        })
+    }
+}
+
+pub fn memory_estimate(n_items: usize, text_bytes: usize, p: &TwoTowerParams) -> usize {
+    (p.buckets + n_items + 4 * p.factors) * p.factors * 16 + p.buckets * 4 + text_bytes * 8
+        + p.batch_size * n_items * 16
+        + n_items * p.factors * 12
+}
+
+/// Lower-cased alphanumeric words of `text`.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+/// FNV-1a: a fixed, platform-independent hash, so a bucket means the same after restore.
+fn bucket(word: &str, buckets: usize) -> u32 {
+    let h = word.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    (h % buckets as u64) as u32
+}
+
+/// Inverse document frequency of every bucket over a catalogue's texts: ln((1 + n)/(1 + df)) + 1.
+fn idf(texts: &[&str], buckets: usize) -> Vec<f32> {
+    let mut df = vec![0u32; buckets];
+    for t in texts {
+        let mut seen: Vec<u32> = words(t).map(|w| bucket(&w, buckets)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.into_iter().for_each(|b| df[b as usize] += 1);
+    }
+    let n = texts.len() as f32;
+    df.into_iter().map(|d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0).collect()
+}
+
+/// The L2-normalised TF-IDF bag of one text, as (bucket, weight) sorted by bucket.
+fn bag(text: &str, idf: &[f32]) -> Vec<(u32, f32)> {
+    let mut counts: HashMap<u32, f32> = HashMap::new();
+    words(text).for_each(|w| *counts.entry(bucket(&w, idf.len())).or_default() += 1.0);
+    let mut v: Vec<(u32, f32)> = counts.into_iter().map(|(b, c)| (b, c * idf[b as usize])).collect();
+    v.sort_unstable_by_key(|p| p.0);
+    let norm = v.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|p| p.1 /= norm);
+    }
+    v
+}
+
+fn shapes(n_items: usize, p: &TwoTowerParams) -> Vec<(String, Vec<usize>, Init)> {
+    let d = p.factors;
+    let emb = Init::Normal(0.1);
+    let mut v = vec![("token_emb".to_string(), vec![p.buckets, d], emb), ("id_emb".to_string(), vec![n_items, d], emb)];
+    for l in ["item1", "item2", "user1", "user2"] {
+        v.push((format!("{l}.weight"), vec![d, d], Init::FanIn));
+        v.push((format!("{l}.bias"), vec![d], Init::Zeros));
+    }
+    v
+}
+
+struct Towers<'a> {
+    get: &'a (dyn Fn(&str) -> Result<Tensor> + Sync),
+    dev: &'a Device,
+}
+
+impl Towers<'_> {
+    fn mlp(&self, x: &Tensor, first: &str, second: &str) -> Result<Tensor> {
+        let c = candle;
+        let layer = |x: &Tensor, l: &str| -> Result<Tensor> {
+            let (w, b) = ((self.get)(&format!("{l}.weight"))?, (self.get)(&format!("{l}.bias"))?);
+            x.matmul(&w.t().map_err(c)?).and_then(|y| y.broadcast_add(&b)).map_err(c)
+        };
+        layer(&layer(x, first)?.relu().map_err(c)?, second)
+    }
+
+    /// Item-tower vectors (rows × d) for text bags, plus `ids` rows of the id embedding scaled by
+    /// `id_keep` (0 drops it; cold items have no id row and pass None).
+    fn items(&self, bags: &[Vec<(u32, f32)>], ids: Option<(&[u32], &[f32])>) -> Result<Tensor> {
+        let c = candle;
+        let token = (self.get)("token_emb")?;
+        let d = token.dim(1).map_err(c)?;
+        let (mut rows, mut cols, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        for (r, b) in bags.iter().enumerate() {
+            for &(t, w) in b {
+                rows.push(r as u32);
+                cols.push(t);
+                weights.push(w);
+            }
+        }
+        let mut x = Tensor::zeros((bags.len(), d), candle_core::DType::F32, self.dev).map_err(c)?;
+        if !rows.is_empty() {
+            let n = rows.len();
+            let picked = token.index_select(&Tensor::from_vec(cols, n, self.dev).map_err(c)?, 0).map_err(c)?;
+            let picked = picked.broadcast_mul(&Tensor::from_vec(weights, (n, 1), self.dev).map_err(c)?).map_err(c)?;
+            x = x.index_add(&Tensor::from_vec(rows, n, self.dev).map_err(c)?, &picked, 0).map_err(c)?;
+        }
+        if let Some((ids, keep)) = ids {
+            let n = ids.len();
+            let id = (self.get)("id_emb")?.index_select(&Tensor::from_slice(ids, n, self.dev).map_err(c)?, 0).map_err(c)?;
+            let keep = Tensor::from_slice(keep, (n, 1), self.dev).map_err(c)?;
+            x = x.add(&id.broadcast_mul(&keep).map_err(c)?).map_err(c)?;
+        }
+        self.mlp(&x, "item1", "item2")
+    }
+
+    /// User-tower vectors from history averaging weights (users × items) over item vectors.
+    fn users(&self, averaging: &Tensor, items: &Tensor) -> Result<Tensor> {
+        self.mlp(&averaging.matmul(items).map_err(candle)?, "user1", "user2")
+    }
+}
+
+/// The trained towers, and every trained item's vector (computed once, not stored).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TwoTower {
+    pub weights: Weights,
+    pub idf: Vec<f32>,
+    /// n_items × d, the item tower on each trained item's text and id.
+    pub item_vectors: Vec<f32>,
+    pub k: usize,
+}
+
+impl TwoTower {
+    fn towers<'a>(&'a self, get: &'a (dyn Fn(&str) -> Result<Tensor> + Sync)) -> Towers<'a> {
+        Towers { get, dev: &Device::Cpu }
+    }
+
+    /// Rebuild from stored weights (the towers, the idf of every bucket and the trained items'
+    /// vectors) for a catalogue of `n_items`.
+    pub fn from_weights(weights: Weights, n_items: usize) -> Result<TwoTower> {
+        let idf: Vec<f32> = weights.get("idf")?.to_vec1::<f32>().map_err(candle)?;
+        let (t, i, v) = (weights.dims("token_emb", 2)?, weights.dims("id_emb", 2)?, weights.dims("item_vectors", 2)?);
+        if t[0] != idf.len() || i[0] != n_items || v[0] != n_items || i[1] != t[1] || v[1] != t[1] {
+            return Err(RecsysError::new(ErrorKind::Corrupt, "two_tower weights do not match the catalogue"));
+        }
+        let item_vectors = weights.get("item_vectors")?.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle)?;
+        Ok(TwoTower { weights, idf, item_vectors, k: t[1] })
+    }
+
+    /// Item-tower vectors of texts that were not in training (text only), rows × k.
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bags: Vec<Vec<(u32, f32)>> = texts.iter().map(|t| bag(t, &self.idf)).collect();
+        let get = |n: &str| self.weights.get(n).cloned();
+        let v = self.towers(&get).items(&bags, None)?;
+        v.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle)
+    }
+
+    /// The user vector from the item vectors of their history (each k long); None if empty.
+    pub fn user_vector(&self, history: &[&[f32]]) -> Result<Option<Vec<f32>>> {
+        if history.is_empty() {
+            return Ok(None);
+        }
+        let mut mean = vec![0f32; self.k];
+        for v in history {
+            mean.iter_mut().zip(v.iter()).for_each(|(m, x)| *m += x / history.len() as f32);
+        }
+        let get = |n: &str| self.weights.get(n).cloned();
+        let c = candle;
+        let x = Tensor::from_vec(mean, (1, self.k), &Device::Cpu).map_err(c)?;
+        let u = self.towers(&get).mlp(&x, "user1", "user2")?;
+        u.flatten_all().and_then(|f| f.to_vec1::<f32>()).map(Some).map_err(c)
+    }
+}
+
+pub fn fit(
+    data: &Interactions,
+    p: &TwoTowerParams,
+    device: DeviceChoice,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<TwoTower> {
+    let Some(texts) = &data.item_text else {
+        return Err(RecsysError::invalid("two_tower needs item texts").with_hint("pass items => 'items_table', item_text => 'text_column'"));
+    };
+    let dev = device.device()?;
+    let (n_items, nnz) = (data.n_items(), data.nnz());
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let idf = idf(&refs, p.buckets);
+    let bags: Vec<Vec<(u32, f32)>> = refs.iter().map(|t| bag(t, &idf)).collect();
+    let mut rng = Rng::new(p.seed);
+    let vars = neural::init_vars(&shapes(n_items, p), &mut rng, &dev)?;
+    let lookup: HashMap<String, Tensor> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+    let get = |n: &str| -> Result<Tensor> {
+        lookup.get(n).cloned().ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, format!("weight {n} missing")))
+    };
+    let towers = Towers { get: &get, dev: &dev };
+    let mut opt = neural::adamw(&vars, p.lr, p.weight_decay)?;
+    let m = &data.matrix;
+    let owner = m.owners();
+    let mut order: Vec<u32> = (0..nnz as u32).collect();
+    let ids: Vec<u32> = (0..n_items as u32).collect();
+    let total = p.epochs * nnz;
+    for epoch in 0..p.epochs {
+        rng.shuffle(&mut order);
+        let (mut sum, mut batches) = (0f64, 0usize);
+        for (b, batch) in order.chunks(p.batch_size).enumerate() {
+            let n = batch.len();
+            // Each example's history is the user's other items, averaged.
+            let mut averaging = vec![0f32; n * n_items];
+            let mut labels = Vec::with_capacity(n);
+            for (r, &pos) in batch.iter().enumerate() {
+                let (items, _) = m.row(owner[pos as usize] as usize);
+                let target = m.indices[pos as usize];
+                let share = if items.len() > 1 { 1.0 / (items.len() - 1) as f32 } else { 0.0 };
+                items.iter().filter(|&&j| j != target).for_each(|&j| averaging[r * n_items + j as usize] = share);
+                labels.push(target);
+            }
+            let keep: Vec<f32> = (0..n_items).map(|_| if rng.next_f64() < p.id_dropout { 0.0 } else { 1.0 }).collect();
+            let done = epoch * nnz + b * p.batch_size + n;
+            sum += neural::step(pool, &mut opt, progress, done, total, || {
+                let c = candle;
+                let items = towers.items(&bags, Some((&ids, &keep)))?;
+                let users = towers.users(&Tensor::from_vec(averaging, (n, n_items), &dev).map_err(c)?, &items)?;
+                let logits = users.matmul(&items.t().map_err(c)?).map_err(c)?;
+                neural::cross_entropy(&logits, &Tensor::from_vec(labels, n, &dev).map_err(c)?).map_err(c)
+            })?;
+            batches += 1;
+        }
+        progress.epoch("two_tower", epoch + 1, p.epochs, "cross-entropy", sum / batches.max(1) as f64)?;
+    }
+    // Every trained item's vector, with its id embedding, kept with the weights for serving.
+    let vectors = pool.install(|| towers.items(&bags, Some((&ids, &vec![1.0; n_items]))))?;
+    let mut weights = Weights::from_vars(vars)?;
+    weights.0.insert("item_vectors".to_string(), vectors.to_device(&Device::Cpu).map_err(candle)?);
+    weights.0.insert("idf".to_string(), Tensor::from_vec(idf, p.buckets, &Device::Cpu).map_err(candle)?);
+    TwoTower::from_weights(weights, n_items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::interactions::two_groups;
+    use crate::engine::linalg::dot;
+    use crate::engine::NoProgress;
+
+    #[test]
+    fn tokens_hash_stably_and_bags_are_normalised() {
+        assert_eq!(words("Toy Story (1995) — Animation|Children's").collect::<Vec<_>>(), ["toy", "story", "1995", "animation", "children", "s"]);
+        assert_eq!(bucket("comedy", 1 << 14), bucket("comedy", 1 << 14));
+        let idf = idf(&["red apple", "red car", "blue car"], 64);
+        let b = bag("red red apple", &idf);
+        assert!((b.iter().map(|p| p.1 * p.1).sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(bag("", &idf).is_empty());
+    }
+
+    #[test]
+    fn recommends_a_cold_item_by_its_text_and_round_trips() {
+        // two taste groups; group 0's items are about fruit, group 1's about cars
+        let mut data = two_groups(10, 5);
+        let text = |i: usize| if i < 5 { format!("red fruit apple pear {i}") } else { format!("fast car engine wheel {i}") };
+        data.item_text = Some((0..10).map(text).collect());
+        let p = TwoTowerParams { factors: 16, buckets: 256, id_dropout: 0.5, epochs: 30, batch_size: 32, lr: 0.01, weight_decay: 0.0, seed: 1 };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let m = fit(&data, &p, DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
+        let cold = m.encode_texts(&["fruit apple cherry", "car engine truck"]).unwrap();
+        let (fruit, car) = (&cold[..16], &cold[16..]);
+        for (user, likes_fruit) in [(0usize, true), (15, false)] {
+            let (items, _) = data.matrix.row(user);
+            let hist: Vec<&[f32]> = items.iter().map(|&i| &m.item_vectors[i as usize * 16..(i as usize + 1) * 16]).collect();
+            let u = m.user_vector(&hist).unwrap().unwrap();
+            assert_eq!(dot(&u, fruit) > dot(&u, car), likes_fruit, "user {user}");
+        }
+        let again = fit(&data, &p, DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
+        assert_eq!(m.item_vectors, again.item_vectors);
+        let back = TwoTower::from_weights(Weights::from_safetensors(&m.weights.to_safetensors().unwrap()).unwrap(), 10).unwrap();
+        assert_eq!(back, m);
+        assert!(TwoTower::from_weights(m.weights.clone(), 9).is_err());
+    }
+}
