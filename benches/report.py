@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--ours", required=True); ap.add_argument("--peers", required=True); ap.add_argument("--out", required=True)
-ap.add_argument("--ours-rating"); ap.add_argument("--ours-scale")
+ap.add_argument("--ours-rating"); ap.add_argument("--ours-scale"); ap.add_argument("--ours-temporal"); ap.add_argument("--torch")
 a = ap.parse_args()
 
 ours = defaultdict(dict)  # (split, alg) -> metrics
@@ -43,7 +43,8 @@ lines = ["# pg_recsys benchmark report", "",
          "Recommend-all: wall time for every test user (pg_recsys: one `recsys.recommend` SQL call per user via "
          "`\\copy`, including reading each user's live history; peers: one batched in-memory call).", ""]
 pairs = {"popularity": "popularity", "item_knn": "item_knn", "als": "als", "bpr": "bpr", "ease": "ease"}
-OURS_ONLY = {"svd": "svd (PureSVD)", "user_knn": "user_knn (cosine, k=50)", "ncf": "ncf (NeuMF, Candle CPU)"}
+OURS_ONLY = {"svd": "svd (PureSVD)", "user_knn": "user_knn (cosine, k=50)", "ncf": "ncf (NeuMF, Candle CPU)",
+             "two_tower": "two_tower (item text, Candle CPU)"}
 for split, algs in peers["topn"].items():
     lines += [f"## {split}", "", "| algorithm | system | NDCG@10 | P@10 | R@10 | MAP@10 | HR@10 | Cov@10 | fit s | recommend-all s | NDCG ratio | fit ratio |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -85,6 +86,35 @@ if a.ours_scale and "scale" in peers:
               "| system | fit s | engine fit s | ratio (engine / implicit) |", "|---|---:|---:|---:|",
               f"| **pg_recsys** | {float(total):.2f} | {float(engine):.2f} | {float(engine) / sc['fit_s']:.2f} |",
               f"| implicit | | {sc['fit_s']:.2f} | |"]
+temporal = defaultdict(dict)
+if a.ours_temporal:
+    for r in csv.DictReader(open(a.ours_temporal)):
+        d = temporal[r["algorithm"]]
+        d["fit_s"], d["engine_fit_s"] = float(r["fit_s"]), float(r["engine_fit_s"] or 0)
+        d[r["metric"].split("@")[0]] = float(r["value"])
+if temporal:
+    lines += ["", "## Sequential — ML-100K, per-user temporal split", "",
+              "u.data with its timestamps, split by `recsys.split('events', 'ttrain', 'ttest', method => 'temporal', "
+              "time_column => 'ts')` (each user's latest 20 % of interactions are test); every model trained on ttrain "
+              "with defaults and scored by `recsys.evaluate` on ttest. The sequential model reads each user's training "
+              "history in time order.", "",
+              "| algorithm | NDCG@10 | P@10 | R@10 | MAP@10 | HR@10 | Cov@10 | fit s (engine) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for alg, o in temporal.items():
+        lines.append(f"| {alg} | {o['ndcg']:.4f} | {o['precision']:.4f} | {o['recall']:.4f} | {o['map']:.4f} | "
+                     f"{o['hitrate']:.4f} | {o['coverage']:.4f} | {o['fit_s']:.2f} ({o['engine_fit_s']:.2f}) |")
+if a.torch:
+    t = json.load(open(a.torch))
+    rows = [("ncf (NeuMF)", ours.get(("ml100k_implicit_all", "ncf"), {}), t["ncf_epoch_s"], "ml100k_implicit_all train"),
+            ("sequential (SASRec)", temporal.get("sequential", {}), t["sequential_epoch_s"], "ML-100K temporal train")]
+    lines += ["", f"## Neural epoch time — Candle in the backend vs PyTorch {t['torch']} (CPU, {t['threads']} threads)", "",
+              "`benches/torch_epoch.py` rebuilds each architecture in PyTorch with the same sizes, sampling, loss, "
+              "optimizer and batch size, and times one epoch (after a warm-up epoch) on the same data; pg_recsys's "
+              "epoch is its engine fit time divided by its epochs (sampling and batching included in both).", "",
+              "| model | data | pg_recsys s/epoch | PyTorch s/epoch | ratio (ours / PyTorch) |", "|---|---|---:|---:|---:|"]
+    for label, o, theirs, data in rows:
+        if o.get("epochs"):
+            mine = o["engine_fit_s"] / o["epochs"]
+            lines.append(f"| {label} | {data} | {mine:.2f} | {theirs:.2f} | {mine / theirs:.2f} |")
 lines += ["",
           "![quality vs fit time](quality_vs_fit.png)", "", "![NDCG@10 per algorithm](ndcg_bars.png)", ""]
 open(os.path.join(a.out, "REPORT.md"), "w").write("\n".join(lines))

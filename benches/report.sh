@@ -20,6 +20,21 @@ if [ ! -x $VENV/bin/python ] || ! $VENV/bin/python -c "import implicit, surprise
 fi
 
 now() { date +%s.%N; }
+# Item texts for two_tower: ML-100K u.item (Latin-1; title + genre names), ml-latest-small movies.csv.
+python3 - "$SHARED" "$OUT" <<'PY'
+import csv, sys
+shared, out = sys.argv[1], sys.argv[2]
+genres = [l.split("|")[0] for l in open(f"{shared}/data/ml-100k/u.genre", encoding="latin-1") if l.strip()]
+with open(f"{out}/items_ml100k.csv", "w", newline="") as fh:
+    w = csv.writer(fh)
+    for line in open(f"{shared}/data/ml-100k/u.item", encoding="latin-1"):
+        f = line.rstrip("\n").split("|")
+        w.writerow([f[0], f[1] + " " + " ".join(g for g, flag in zip(genres, f[5:24]) if flag == "1")])
+with open(f"{out}/items_mllatestsmall.csv", "w", newline="") as fh:
+    w = csv.writer(fh)
+    for r in csv.DictReader(open(f"{shared}/data/ml-latest-small/movies.csv", encoding="utf-8")):
+        w.writerow([r["movieId"], r["title"] + " " + r["genres"].replace("|", " ")])
+PY
 echo "split,algorithm,fit_s,engine_fit_s,recommend_s,metric,value" > $OUT/ours.csv
 for s in $SPLITS; do
   fresh_db pg_recsys_bench
@@ -28,7 +43,9 @@ for s in $SPLITS; do
      -c "CREATE INDEX ON train (user_id)" \
      -c "CREATE TABLE test (user_id int, item_id int, rating real, ts bigint)" \
      -c "\copy test FROM '$SHARED/eval/splits/${s}_test.csv' WITH (FORMAT csv, HEADER)" \
-     -c "ANALYZE train" -c "ANALYZE test"
+     -c "ANALYZE train" -c "ANALYZE test" \
+     -c "CREATE TABLE items (item_id int PRIMARY KEY, text text)" \
+     -c "\copy items FROM '$(pwd)/$OUT/items_${s%%_*}.csv' WITH (FORMAT csv)"
   while IFS='|' read -r alg params; do
     # EASE's lambda is chosen by recsys.tune on a validation split of train (never on test); the
     # fit time reported is then the final fit's. On ml-latest-small (9k items, minutes per fit)
@@ -38,6 +55,8 @@ for s in $SPLITS; do
       train="SELECT 1 FROM recsys.tune('m', 'train', 'ease', '$params')"
     elif [ "$alg" = ease ]; then
       train="SELECT 1 FROM recsys.train('m', 'train', 'ease')"
+    elif [ "$alg" = two_tower ]; then
+      train="SELECT 1 FROM recsys.train('m', 'train', 'two_tower', '$params', items => 'items', item_text => 'text')"
     else
       train="SELECT 1 FROM recsys.train('m', 'train', '$alg', '$params')"
     fi
@@ -48,6 +67,8 @@ for s in $SPLITS; do
     $P -c "\copy (SELECT u.user_id, r.item_id, r.rank FROM (SELECT DISTINCT user_id FROM test) u, LATERAL recsys.recommend(u.user_id, 10, 'm') r) TO '/dev/null'"
     rec=$(python3 -c "print(round($(now) - $t0, 4))")
     $P -At -F, -c "SELECT '$s', '$alg', $fit, $rec, metric, value FROM recsys.evaluate('m', 'test', 10)" >> $OUT/ours.csv
+    $P -At -F, -c "SELECT '$s', '$alg', $fit, $rec, 'epochs', (params->>'epochs')::float8 FROM recsys.models
+                     WHERE name = 'm' AND deployed AND params ? 'epochs'" >> $OUT/ours.csv
     $P -c "SELECT recsys.drop_model('m')" >/dev/null
     echo "bench: $s $alg fit ${fit}s recommend-all ${rec}s"
   done <<'ALGS'
@@ -59,7 +80,28 @@ svd|{}
 als|{}
 bpr|{}
 ncf|{}
+two_tower|{}
 ALGS
+done
+
+# Sequential: ML-100K u.data with timestamps, split per user by time with recsys.split('temporal')
+# (each user's latest 20 % are test); sequential, ALS and EASE trained and scored on that split.
+echo "algorithm,fit_s,engine_fit_s,metric,value" > $OUT/ours_temporal.csv
+fresh_db pg_recsys_bench
+$P -c "CREATE TABLE events (user_id int, item_id int, rating real, ts bigint)" \
+   -c "\copy events FROM '$SHARED/data/ml-100k/u.data' WITH (FORMAT text)" \
+   -c "SELECT * FROM recsys.split('events', 'ttrain', 'ttest', method => 'temporal', time_column => 'ts')" \
+   -c "CREATE INDEX ON ttrain (user_id)" -c "ANALYZE ttrain" >/dev/null
+$P -c "\copy (SELECT user_id, item_id, ts FROM ttrain) TO '$(pwd)/$OUT/temporal_train.csv' WITH (FORMAT csv)"
+for alg in sequential als ease; do
+  $P -c "SELECT 1 FROM recsys.train('t', 'ttrain', '$alg', time_column => 'ts')" >/dev/null
+  $P -At -F, -c "SELECT '$alg', (SELECT seconds FROM recsys.models WHERE name = 't' AND deployed),
+                        (SELECT (metrics->>'fit_seconds')::float8 FROM recsys.models WHERE name = 't' AND deployed), metric, value
+                   FROM recsys.evaluate('t', 'ttest', 10)" >> $OUT/ours_temporal.csv
+  $P -At -F, -c "SELECT '$alg', seconds, (metrics->>'fit_seconds')::float8, 'epochs', (params->>'epochs')::float8
+                   FROM recsys.models WHERE name = 't' AND deployed AND params ? 'epochs'" >> $OUT/ours_temporal.csv
+  $P -c "SELECT recsys.drop_model('t')" >/dev/null
+  echo "bench: temporal $alg done"
 done
 
 # Rating prediction on the ML-100K folds u1..u5: RMSE/MAE from recsys.evaluate on each test fold
@@ -101,6 +143,16 @@ psql -X -q -d postgres -c "DROP DATABASE pg_recsys_bench"
 echo "bench: running peers (implicit, numpy EASE, Surprise)"
 OPENBLAS_NUM_THREADS=1 $VENV/bin/python benches/peers.py --shared "$SHARED" --splits $SPLITS --scale $OUT/syn.csv --out $OUT/peers.json
 rm -f $OUT/syn.csv
+# The same neural architectures in PyTorch on the CPU (installed into the bench venv if pip can;
+# skipped otherwise): epoch time on the same data, threads = recsys.max_threads default here.
+TORCH=()
+if $VENV/bin/python -c "import torch" 2>/dev/null || $VENV/bin/pip install -q torch 2>/dev/null; then
+  if $VENV/bin/python benches/torch_epoch.py --ncf-train "$SHARED/eval/splits/ml100k_implicit_all_train.csv" \
+       --seq-train $OUT/temporal_train.csv --threads "$(nproc)" > $OUT/torch.json; then
+    TORCH=(--torch $OUT/torch.json)
+  fi
+fi
+[ ${#TORCH[@]} -gt 0 ] || echo "bench: PyTorch not available, epoch-time comparison skipped"
 $VENV/bin/python benches/report.py --ours $OUT/ours.csv --ours-rating $OUT/ours_rating.csv --ours-scale $OUT/ours_scale.csv \
-  --peers $OUT/peers.json --out benches
+  --ours-temporal $OUT/ours_temporal.csv "${TORCH[@]}" --peers $OUT/peers.json --out benches
 echo "bench: wrote benches/REPORT.md and benches/*.png"

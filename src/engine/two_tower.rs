@@ -37,9 +37,10 @@ impl TwoTowerParams {
             factors: p.int("factors", 64, 2, 1024)? as usize,
             buckets: p.int("buckets", 16384, 16, 1 << 22)? as usize,
             id_dropout: p.float("id_dropout", 0.5, 0.0, 1.0)?,
-            epochs: p.int("epochs", 10, 1, 10_000)? as usize,
-            batch_size: p.int("batch_size", 256, 1, 1 << 16)? as usize,
-            lr: p.float("lr", 0.002, 1e-9, 10.0)?,
+            // 20 epochs at lr 0.005, batch 1024: chosen on a validation split of ML-100K's training rows.
+            epochs: p.int("epochs", 20, 1, 10_000)? as usize,
+            batch_size: p.int("batch_size", 1024, 1, 1 << 16)? as usize,
+            lr: p.float("lr", 0.005, 1e-9, 10.0)?,
             weight_decay: p.float("weight_decay", 0.0, 0.0, 10.0)?,
             seed: p.int("seed", 42, 0, i64::MAX)? as u64,
         })
