@@ -9,6 +9,8 @@
 # at most 0.935 (Surprise SVD 0.9378), of svdpp at most 0.920 (Surprise SVD++ 0.9220), of item_knn
 # pearson_baseline at most 0.925 (Surprise KNNBaseline 0.9204). EASE is trained with recsys.tune
 # (lambda chosen on a validation split of train) and must reach 0.434 (numpy EASE 0.4381).
+# two_tower (item text from u.item) has a floor on the same split; sequential, on a per-user
+# temporal split made by recsys.split, must beat ALS and EASE trained on that split.
 # Skips (exit 0, with a message) when ../shared is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +73,40 @@ check ncf 0.37 0.3804  # no peer: our own measured figure (implicit ALS 0.3554 o
 check ease 0.434 0.4381  # lambda chosen by recsys.tune on a validation split of train
 
 ML100K=$SHARED/data/ml-100k
+if [ -f "$ML100K/u.item" ]; then
+  # two_tower on the same split; item text = title + genre names from u.item (Latin-1).
+  python3 - "$ML100K" "$OUT/items.csv" <<'PY'
+import csv, sys
+d, out = sys.argv[1], sys.argv[2]
+genres = [l.split("|")[0] for l in open(f"{d}/u.genre", encoding="latin-1") if l.strip()]
+with open(out, "w", newline="") as fh:
+    for line in open(f"{d}/u.item", encoding="latin-1"):
+        f = line.rstrip("\n").split("|")
+        csv.writer(fh).writerow([f[0], f[1] + " " + " ".join(g for g, x in zip(genres, f[5:24]) if x == "1")])
+PY
+  $P -c "CREATE TABLE items (item_id int PRIMARY KEY, text text)" -c "\copy items FROM '$OUT/items.csv' WITH (FORMAT csv)" \
+     -c "SELECT recsys.train('tt', 'train', 'two_tower', items => 'items', item_text => 'text')" >/dev/null
+  check tt 0.36 0.3734  # no peer: our own measured figure (implicit ALS 0.3554 on this split)
+
+  # sequential on a per-user temporal split of u.data (recsys.split), against ALS and EASE trained
+  # on the same split: it must beat both, and reach its floor.
+  $P -c "CREATE TABLE events (user_id int, item_id int, rating real, ts bigint)" \
+     -c "\copy events FROM '$ML100K/u.data' WITH (FORMAT text)" \
+     -c "SELECT * FROM recsys.split('events', 'ttrain', 'ttest', method => 'temporal', time_column => 'ts')" \
+     -c "CREATE INDEX ON ttrain (user_id)" \
+     -c "SELECT recsys.train('seq', 'ttrain', 'sequential', time_column => 'ts')" \
+     -c "SELECT recsys.train('tals', 'ttrain', 'als')" -c "SELECT recsys.train('tease', 'ttrain', 'ease')" >/dev/null
+  $P -At -F, -c "SELECT m, value FROM unnest(ARRAY['seq', 'tals', 'tease']) m, recsys.evaluate(m, 'ttest', 10) WHERE metric = 'ndcg@10'" > "$OUT/temporal.csv"
+  python3 - "$OUT/temporal.csv" <<'PY'
+import csv, sys
+r = {m: float(v) for m, v in csv.reader(open(sys.argv[1]))}
+print(f"  temporal split NDCG@10: sequential {r['seq']:.4f}, als {r['tals']:.4f}, ease {r['tease']:.4f}")
+assert r["seq"] > max(r["tals"], r["tease"]), "sequential does not beat ALS and EASE on the temporal split"
+assert r["seq"] >= 0.21, f"sequential NDCG@10 {r['seq']:.4f} below 0.21 (measured 0.2253)"
+PY
+else
+  echo "  SKIP two_tower and sequential: $ML100K/u.item not found"
+fi
 if [ -f "$ML100K/u1.base" ]; then
   : > "$OUT/rmse.csv"
   for k in 1 2 3 4 5; do

@@ -59,16 +59,24 @@ fn score_user(recs: &[i64], test: &HashSet<i64>, k: usize) -> UserScore {
 }
 
 /// Recommend k items to every test user (their training row is the history, seen items
-/// excluded, as `recommend` does) and score the lists. `test` holds (user id, held-out item ids);
+/// excluded, as `recommend` does; `item_text` is the items table for models that encode item text)
+/// and score the lists. `test` holds (user id, held-out item ids);
 /// users without test items are not evaluated. Runs on `pool`; touches no database.
-pub fn evaluate_top_n(model: &Model, train: &Interactions, test: &[(i64, Vec<i64>)], k: usize, pool: &rayon::ThreadPool) -> TopN {
+pub fn evaluate_top_n(
+    model: &Model,
+    train: &Interactions,
+    test: &[(i64, Vec<i64>)],
+    item_text: &[(i64, String)],
+    k: usize,
+    pool: &rayon::ThreadPool,
+) -> TopN {
     let scores: Vec<UserScore> = pool.install(|| {
         test.par_iter()
             .filter(|(_, items)| !items.is_empty())
             .map(|(user, items)| {
                 let history = train.history_of(*user);
                 let recs: Vec<i64> = model
-                    .recommend(&Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None, items: &[] })
+                    .recommend(&Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None, items: item_text })
                     .into_iter()
                     .map(|(item, _)| item)
                     .collect();

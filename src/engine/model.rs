@@ -267,6 +267,11 @@ impl Model {
         Some((users, neighbors, nb.scores.clone()))
     }
 
+    /// Models that read the live items table when serving (two_tower encodes untrained items).
+    pub fn reads_item_text(&self) -> bool {
+        matches!(self.algorithm, Algorithm::TwoTower(_))
+    }
+
     /// Rating-prediction models: biased_mf, svdpp and item_knn on a rating similarity.
     pub fn predicts_ratings(&self) -> bool {
         match &self.algorithm {

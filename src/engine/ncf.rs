@@ -4,12 +4,11 @@
 //! cross-entropy on logits, AdamW. Weights are initialised from our seeded generator and batches
 //! are drawn in seeded order, so a seed gives the same model. Persisted as safetensors.
 
-use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
 use crate::engine::interactions::Interactions;
-use crate::engine::neural::{self, candle, DeviceChoice, Init, Weights};
+use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
@@ -20,11 +19,7 @@ pub struct NcfParams {
     pub factors: usize,
     pub hidden: usize,
     pub negatives: usize,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub seed: u64,
+    pub train: Schedule,
 }
 
 impl NcfParams {
@@ -34,11 +29,7 @@ impl NcfParams {
             hidden: p.int("hidden", 64, 4, 4096)? as usize,
             negatives: p.int("negatives", 4, 1, 100)? as usize,
             // 5 epochs: chosen on a validation split of ML-100K's training rows (more overfit).
-            epochs: p.int("epochs", 5, 1, 10_000)? as usize,
-            batch_size: p.int("batch_size", 1024, 1, 1 << 20)? as usize,
-            lr: p.float("lr", 0.002, 1e-9, 10.0)?,
-            weight_decay: p.float("weight_decay", 0.0, 0.0, 10.0)?,
-            seed: p.int("seed", 42, 0, i64::MAX)? as u64,
+            train: Schedule::from_params(p, 5, 1024, 0.002)?,
         })
     }
 }
@@ -149,18 +140,16 @@ pub fn fit(
     }
     let dev = device.device()?;
     let m = &data.matrix;
-    let mut rng = Rng::new(p.seed);
+    let mut rng = Rng::new(p.train.seed);
     let vars = neural::init_vars(&shapes(n_users, n_items, p), &mut rng, &dev)?;
-    let lookup: HashMap<String, Tensor> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-    let get = |n: &str| -> Result<Tensor> {
-        lookup.get(n).cloned().ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, format!("NCF weight {n} missing")))
-    };
-    let mut opt = neural::adamw(&vars, p.lr, p.weight_decay)?;
+    let named = Named::new(&vars);
+    let get = |n: &str| named.get(n);
+    let mut opt = neural::adamw(&vars, &p.train)?;
     // The user of every stored interaction.
     let owner = m.owners();
     let per = 1 + p.negatives;
-    let total = p.epochs * nnz * per;
-    for epoch in 0..p.epochs {
+    let total = p.train.epochs * nnz * per;
+    for epoch in 0..p.train.epochs {
         // Every positive with `negatives` unseen items drawn uniformly, in a seeded order.
         let mut samples: Vec<(u32, u32, f32)> = Vec::with_capacity(nnz * per);
         for pos in 0..nnz {
@@ -179,12 +168,12 @@ pub fn fit(
         }
         rng.shuffle(&mut samples);
         let (mut sum, mut batches) = (0f64, 0usize);
-        for (b, batch) in samples.chunks(p.batch_size).enumerate() {
+        for (b, batch) in samples.chunks(p.train.batch_size).enumerate() {
             let n = batch.len();
             let us: Vec<u32> = batch.iter().map(|s| s.0).collect();
             let is: Vec<u32> = batch.iter().map(|s| s.1).collect();
             let ts: Vec<f32> = batch.iter().map(|s| s.2).collect();
-            let done = epoch * samples.len() + b * p.batch_size + n;
+            let done = epoch * samples.len() + b * p.train.batch_size + n;
             sum += neural::step(pool, &mut opt, progress, done, total, || {
                 let users = Tensor::from_vec(us, n, &dev).map_err(candle)?;
                 let items = Tensor::from_vec(is, n, &dev).map_err(candle)?;
@@ -193,7 +182,7 @@ pub fn fit(
             })?;
             batches += 1;
         }
-        progress.epoch("ncf", epoch + 1, p.epochs, "bce", sum / batches.max(1) as f64)?;
+        progress.epoch("ncf", epoch + 1, p.train.epochs, "bce", sum / batches.max(1) as f64)?;
     }
     Ok(Ncf { user_ids: data.user_ids.clone(), weights: Weights::from_vars(vars)? })
 }
@@ -205,7 +194,7 @@ mod tests {
     use crate::engine::NoProgress;
 
     fn params() -> NcfParams {
-        NcfParams { factors: 8, hidden: 16, negatives: 4, epochs: 60, batch_size: 64, lr: 0.01, weight_decay: 0.0, seed: 3 }
+        NcfParams { factors: 8, hidden: 16, negatives: 4, train: Schedule { epochs: 60, batch_size: 64, lr: 0.01, weight_decay: 0.0, seed: 3 } }
     }
 
     #[test]

@@ -8,11 +8,48 @@ use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, V
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rayon::prelude::*;
 
+use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
 pub fn candle(e: candle_core::Error) -> RecsysError {
     RecsysError::new(ErrorKind::Corrupt, format!("candle: {e}"))
+}
+
+/// How a neural model is optimised: the parameters every Candle model takes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+impl Schedule {
+    pub fn from_params(p: &mut Params, epochs: i64, batch_size: i64, lr: f64) -> Result<Schedule> {
+        Ok(Schedule {
+            epochs: p.int("epochs", epochs, 1, 10_000)? as usize,
+            batch_size: p.int("batch_size", batch_size, 1, 1 << 20)? as usize,
+            lr: p.float("lr", lr, 1e-9, 10.0)?,
+            weight_decay: p.float("weight_decay", 0.0, 0.0, 10.0)?,
+            seed: p.int("seed", 42, 0, i64::MAX)? as u64,
+        })
+    }
+}
+
+/// The variables' tensors by name; they share storage with the variables, so the optimiser's
+/// updates show through.
+pub struct Named(HashMap<String, Tensor>);
+
+impl Named {
+    pub fn new(vars: &[(String, Var)]) -> Named {
+        Named(vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect())
+    }
+
+    pub fn get(&self, name: &str) -> Result<Tensor> {
+        self.0.get(name).cloned().ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, format!("weight {name} missing")))
+    }
 }
 
 /// Where neural models train (`recsys.device`). Serving always runs on the CPU.
@@ -99,8 +136,9 @@ pub fn dropout_mask(rng: &mut Rng, shape: &[usize], p: f64, device: &Device) -> 
     Tensor::from_vec(values, shape.to_vec(), device).map(Some).map_err(candle)
 }
 
-pub fn adamw(vars: &[(String, Var)], lr: f64, weight_decay: f64) -> Result<AdamW> {
-    AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), ParamsAdamW { lr, weight_decay, ..Default::default() }).map_err(candle)
+pub fn adamw(vars: &[(String, Var)], s: &Schedule) -> Result<AdamW> {
+    let params = ParamsAdamW { lr: s.lr, weight_decay: s.weight_decay, ..Default::default() };
+    AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params).map_err(candle)
 }
 
 /// One optimiser step: the loss is built and back-propagated on `pool` (Candle's CPU kernels then

@@ -11,7 +11,7 @@
 use candle_core::{Device, Tensor, D};
 
 use crate::engine::interactions::Interactions;
-use crate::engine::neural::{self, candle, DeviceChoice, Init, Weights};
+use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{Progress, RecsysError, Result};
@@ -22,11 +22,7 @@ pub struct SeqParams {
     pub max_len: usize,
     pub blocks: usize,
     pub dropout: f64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub seed: u64,
+    pub train: Schedule,
 }
 
 impl SeqParams {
@@ -36,19 +32,15 @@ impl SeqParams {
             max_len: p.int("max_len", 50, 2, 1000)? as usize,
             blocks: p.int("blocks", 2, 1, 8)? as usize,
             dropout: p.float("dropout", 0.2, 0.0, 0.9)?,
-            epochs: p.int("epochs", 30, 1, 10_000)? as usize,
-            batch_size: p.int("batch_size", 128, 1, 1 << 16)? as usize,
-            lr: p.float("lr", 0.001, 1e-9, 10.0)?,
-            weight_decay: p.float("weight_decay", 0.0, 0.0, 10.0)?,
-            seed: p.int("seed", 42, 0, i64::MAX)? as u64,
+            train: Schedule::from_params(p, 30, 128, 0.001)?,
         })
     }
 }
 
 pub fn memory_estimate(n_items: usize, p: &SeqParams) -> usize {
     let weights = ((n_items + 1 + p.max_len) * p.factors + p.blocks * 6 * p.factors * p.factors) * 4 * 4;
-    let rows = p.batch_size * p.max_len;
-    weights + rows * (n_items * 12 + p.factors * 4 * 40) + p.batch_size * p.max_len * p.max_len * p.blocks * 16
+    let rows = p.train.batch_size * p.max_len;
+    weights + rows * (n_items * 12 + p.factors * 4 * 40) + p.train.batch_size * p.max_len * p.max_len * p.blocks * 16
 }
 
 /// The trained encoder; item embedding row 0 is padding, item index i is row i + 1.
@@ -232,19 +224,16 @@ pub fn fit(
     }
     let dev = device.device()?;
     let n_items = data.n_items();
-    let mut rng = Rng::new(p.seed);
+    let mut rng = Rng::new(p.train.seed);
     let vars = neural::init_vars(&shapes(n_items, p), &mut rng, &dev)?;
-    let lookup: std::collections::HashMap<String, Tensor> =
-        vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-    let get = |n: &str| -> Result<Tensor> {
-        lookup.get(n).cloned().ok_or_else(|| RecsysError::new(crate::engine::ErrorKind::Corrupt, format!("weight {n} missing")))
-    };
-    let mut opt = neural::adamw(&vars, p.lr, p.weight_decay)?;
-    let total = p.epochs * examples.len();
-    for epoch in 0..p.epochs {
+    let named = Named::new(&vars);
+    let get = |n: &str| named.get(n);
+    let mut opt = neural::adamw(&vars, &p.train)?;
+    let total = p.train.epochs * examples.len();
+    for epoch in 0..p.train.epochs {
         rng.shuffle(&mut examples);
         let (mut sum, mut batches) = (0f64, 0usize);
-        for (b, batch) in examples.chunks(p.batch_size).enumerate() {
+        for (b, batch) in examples.chunks(p.train.batch_size).enumerate() {
             let inputs: Vec<u32> = batch.iter().flat_map(|e| e.0.iter().copied()).collect();
             let targets: Vec<u32> = batch.iter().flat_map(|e| e.1.iter().copied()).collect();
             // Only positions with a next item are scored.
@@ -252,7 +241,7 @@ pub fn fit(
             let labels: Vec<u32> = rows.iter().map(|&k| targets[k as usize] - 1).collect();
             let mut drop_rng = Rng::new(rng.next_u64());
             let net = Net { get: &get, blocks: p.blocks, dev: &dev };
-            let done = epoch * examples.len() + b * p.batch_size + batch.len();
+            let done = epoch * examples.len() + b * p.train.batch_size + batch.len();
             sum += neural::step(pool, &mut opt, progress, done, total, || {
                 let c = candle;
                 let h = net.forward(&inputs, p.max_len, Some((&mut drop_rng, p.dropout)))?;
@@ -264,7 +253,7 @@ pub fn fit(
             })?;
             batches += 1;
         }
-        progress.epoch("sequential", epoch + 1, p.epochs, "cross-entropy", sum / batches.max(1) as f64)?;
+        progress.epoch("sequential", epoch + 1, p.train.epochs, "cross-entropy", sum / batches.max(1) as f64)?;
     }
     Ok(Sasrec { max_len: p.max_len, blocks: p.blocks, weights: Weights::from_vars(vars)? })
 }
@@ -289,7 +278,7 @@ mod tests {
     }
 
     fn params() -> SeqParams {
-        SeqParams { factors: 16, max_len: 6, blocks: 1, dropout: 0.1, epochs: 40, batch_size: 16, lr: 0.01, weight_decay: 0.0, seed: 5 }
+        SeqParams { factors: 16, max_len: 6, blocks: 1, dropout: 0.1, train: Schedule { epochs: 40, batch_size: 16, lr: 0.01, weight_decay: 0.0, seed: 5 } }
     }
 
     #[test]

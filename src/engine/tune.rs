@@ -137,7 +137,7 @@ pub fn score(model: &Model, train: &Interactions, valid: &Interactions, metric: 
     let test: Vec<(i64, Vec<i64>)> = (0..valid.n_users())
         .map(|u| (valid.user_ids[u], valid.matrix.row(u).0.iter().map(|&i| valid.item_ids[i as usize]).collect()))
         .collect();
-    let t = evaluate_top_n(model, train, &test, k, pool);
+    let t = evaluate_top_n(model, train, &test, &[], k, pool);
     match metric {
         Metric::Precision => t.precision,
         Metric::Recall => t.recall,

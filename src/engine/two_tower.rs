@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use crate::engine::interactions::Interactions;
-use crate::engine::neural::{self, candle, DeviceChoice, Init, Weights};
+use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
@@ -24,11 +24,7 @@ pub struct TwoTowerParams {
     pub factors: usize,
     pub buckets: usize,
     pub id_dropout: f64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub seed: u64,
+    pub train: Schedule,
 }
 
 impl TwoTowerParams {
@@ -38,18 +34,14 @@ impl TwoTowerParams {
             buckets: p.int("buckets", 16384, 16, 1 << 22)? as usize,
             id_dropout: p.float("id_dropout", 0.5, 0.0, 1.0)?,
             // 20 epochs at lr 0.005, batch 1024: chosen on a validation split of ML-100K's training rows.
-            epochs: p.int("epochs", 20, 1, 10_000)? as usize,
-            batch_size: p.int("batch_size", 1024, 1, 1 << 16)? as usize,
-            lr: p.float("lr", 0.005, 1e-9, 10.0)?,
-            weight_decay: p.float("weight_decay", 0.0, 0.0, 10.0)?,
-            seed: p.int("seed", 42, 0, i64::MAX)? as u64,
+            train: Schedule::from_params(p, 20, 1024, 0.005)?,
         })
     }
 }
 
 pub fn memory_estimate(n_items: usize, text_bytes: usize, p: &TwoTowerParams) -> usize {
     (p.buckets + n_items + 4 * p.factors) * p.factors * 16 + p.buckets * 4 + text_bytes * 8
-        + p.batch_size * n_items * 16
+        + p.train.batch_size * n_items * 16
         + n_items * p.factors * 12
 }
 
@@ -222,23 +214,21 @@ pub fn fit(
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let idf = idf(&refs, p.buckets);
     let bags: Vec<Vec<(u32, f32)>> = refs.iter().map(|t| bag(t, &idf)).collect();
-    let mut rng = Rng::new(p.seed);
+    let mut rng = Rng::new(p.train.seed);
     let vars = neural::init_vars(&shapes(n_items, p), &mut rng, &dev)?;
-    let lookup: HashMap<String, Tensor> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-    let get = |n: &str| -> Result<Tensor> {
-        lookup.get(n).cloned().ok_or_else(|| RecsysError::new(ErrorKind::Corrupt, format!("weight {n} missing")))
-    };
+    let named = Named::new(&vars);
+    let get = |n: &str| named.get(n);
     let towers = Towers { get: &get, dev: &dev };
-    let mut opt = neural::adamw(&vars, p.lr, p.weight_decay)?;
+    let mut opt = neural::adamw(&vars, &p.train)?;
     let m = &data.matrix;
     let owner = m.owners();
     let mut order: Vec<u32> = (0..nnz as u32).collect();
     let ids: Vec<u32> = (0..n_items as u32).collect();
-    let total = p.epochs * nnz;
-    for epoch in 0..p.epochs {
+    let total = p.train.epochs * nnz;
+    for epoch in 0..p.train.epochs {
         rng.shuffle(&mut order);
         let (mut sum, mut batches) = (0f64, 0usize);
-        for (b, batch) in order.chunks(p.batch_size).enumerate() {
+        for (b, batch) in order.chunks(p.train.batch_size).enumerate() {
             let n = batch.len();
             // Each example's history is the user's other items, averaged.
             let mut averaging = vec![0f32; n * n_items];
@@ -251,7 +241,7 @@ pub fn fit(
                 labels.push(target);
             }
             let keep: Vec<f32> = (0..n_items).map(|_| if rng.next_f64() < p.id_dropout { 0.0 } else { 1.0 }).collect();
-            let done = epoch * nnz + b * p.batch_size + n;
+            let done = epoch * nnz + b * p.train.batch_size + n;
             sum += neural::step(pool, &mut opt, progress, done, total, || {
                 let c = candle;
                 let items = towers.items(&bags, Some((&ids, &keep)))?;
@@ -261,7 +251,7 @@ pub fn fit(
             })?;
             batches += 1;
         }
-        progress.epoch("two_tower", epoch + 1, p.epochs, "cross-entropy", sum / batches.max(1) as f64)?;
+        progress.epoch("two_tower", epoch + 1, p.train.epochs, "cross-entropy", sum / batches.max(1) as f64)?;
     }
     // Every trained item's vector, with its id embedding, kept with the weights for serving.
     let vectors = pool.install(|| towers.items(&bags, Some((&ids, &vec![1.0; n_items]))))?;
@@ -294,7 +284,7 @@ mod tests {
         let mut data = two_groups(10, 5);
         let text = |i: usize| if i < 5 { format!("red fruit apple pear {i}") } else { format!("fast car engine wheel {i}") };
         data.item_text = Some((0..10).map(text).collect());
-        let p = TwoTowerParams { factors: 16, buckets: 256, id_dropout: 0.5, epochs: 30, batch_size: 32, lr: 0.01, weight_decay: 0.0, seed: 1 };
+        let p = TwoTowerParams { factors: 16, buckets: 256, id_dropout: 0.5, train: Schedule { epochs: 30, batch_size: 32, lr: 0.01, weight_decay: 0.0, seed: 1 } };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let m = fit(&data, &p, DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
         let cold = m.encode_texts(&["fruit apple cherry", "car engine truck"]).unwrap();

@@ -46,7 +46,9 @@ fn evaluate(
         .build()
         .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} threads: {e}")))?;
     let started = Instant::now();
-    let m = evaluate_top_n(&fitted, &train, &test_users, k as usize, &pool);
+    // A model that encodes item text also ranks the items table's untrained items, as recommend does.
+    let items = if fitted.reads_item_text() { source.item_texts()? } else { Vec::new() };
+    let m = evaluate_top_n(&fitted, &train, &test_users, &items, k as usize, &pool);
     let errors = rating_model.then(|| rating_error(&fitted, &train, &held_out, &pool));
     let seconds = started.elapsed().as_secs_f64();
 

@@ -38,7 +38,7 @@ fn recommend(
     let source = Source::from_catalog(row.source.clone(), &row.columns)?;
     let history = source.history(user_id)?;
     // Models that encode item text see the items table as it is now (new items included).
-    let items = if fitted.algorithm_name() == "two_tower" { source.item_texts()? } else { Vec::new() };
+    let items = if fitted.reads_item_text() { source.item_texts()? } else { Vec::new() };
     // NULL candidates inside the array match nothing, as in `item_id IN (...)`.
     let candidates: Option<Vec<i64>> = candidates.map(|c| c.into_iter().flatten().collect());
     let recs = fitted.recommend(&Request {
