@@ -36,7 +36,7 @@ fn kernels(c: &mut Criterion) {
     let (cols, _) = d.matrix.row(0);
     let history: Vec<(i64, f32)> = cols.iter().map(|&i| (d.item_ids[i as usize], 1.0)).collect();
     c.bench_function("item_knn_recommend_10", |bench| {
-        bench.iter(|| model.recommend(&Request { user_id: None, history: &history, n: 10, exclude_seen: true, candidates: None }))
+        bench.iter(|| model.recommend(&Request { user_id: None, history: &history, n: 10, exclude_seen: true, candidates: None, items: &[] }))
     });
 }
 
