@@ -44,7 +44,7 @@ lines = ["# pg_recsys benchmark report", "",
          "`\\copy`, including reading each user's live history; peers: one batched in-memory call).", ""]
 pairs = {"popularity": "popularity", "item_knn": "item_knn", "als": "als", "bpr": "bpr", "ease": "ease"}
 OURS_ONLY = {"svd": "svd (PureSVD)", "user_knn": "user_knn (cosine, k=50)", "ncf": "ncf (NeuMF, Candle CPU)",
-             "two_tower": "two_tower (item text, Candle CPU)"}
+             "two_tower": "two_tower (item text, Candle CPU)", "content": "content (TF-IDF of item text)"}
 for split, algs in peers["topn"].items():
     lines += [f"## {split}", "", "| algorithm | system | NDCG@10 | P@10 | R@10 | MAP@10 | HR@10 | Cov@10 | fit s | recommend-all s | NDCG ratio | fit ratio |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -58,8 +58,8 @@ for s in $SPLITS; do
       train="SELECT 1 FROM recsys.tune('m', 'train', 'ease', '$params')"
     elif [ "$alg" = ease ]; then
       train="SELECT 1 FROM recsys.train('m', 'train', 'ease')"
-    elif [ "$alg" = two_tower ]; then
-      train="SELECT 1 FROM recsys.train('m', 'train', 'two_tower', '$params', items => 'items', item_text => 'text')"
+    elif [ "$alg" = two_tower ] || [ "$alg" = content ]; then
+      train="SELECT 1 FROM recsys.train('m', 'train', '$alg', '$params', items => 'items', item_text => 'text')"
     else
       train="SELECT 1 FROM recsys.train('m', 'train', '$alg', '$params')"
     fi
@@ -84,6 +84,7 @@ als|{}
 bpr|{}
 ncf|{}
 two_tower|{}
+content|{}
 ALGS
 done
 

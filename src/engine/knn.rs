@@ -63,7 +63,7 @@ impl ItemKnnParams {
 }
 
 /// Top-k neighbours per item as CSR rows, each sorted by score desc then index asc.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Neighbors {
     pub indptr: Vec<usize>,
     pub indices: Vec<u32>,

@@ -4,6 +4,7 @@
 pub mod als;
 pub mod bpr;
 pub mod codec;
+pub mod content;
 pub mod ease;
 pub mod error;
 pub mod factors;
@@ -23,6 +24,7 @@ pub mod similarity;
 pub mod split;
 pub mod svd;
 pub mod synthetic;
+pub mod text;
 pub mod topk;
 pub mod tune;
 pub mod two_tower;

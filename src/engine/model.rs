@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::engine::als::{self, AlsParams};
 use crate::engine::bpr::{self, BprParams};
 use crate::engine::codec::{corrupt, Reader, Writer};
+use crate::engine::content::{self, Content, ContentParams};
 use crate::engine::ease::{self, Ease, EaseParams};
 use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::interactions::{index_of, Csr, Interactions};
@@ -23,7 +24,7 @@ use crate::engine::two_tower::{self, TwoTower, TwoTowerParams};
 use crate::engine::userknn::{self, Scratch, UserKnn, UserKnnParams};
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential", "two_tower"];
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential", "two_tower", "content"];
 const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
@@ -40,6 +41,7 @@ pub enum Spec {
     Ncf(NcfParams),
     Sequential(SeqParams),
     TwoTower(TwoTowerParams),
+    Content(ContentParams),
 }
 
 impl Spec {
@@ -60,6 +62,7 @@ impl Spec {
             "ncf" => Spec::Ncf(NcfParams::from_params(&mut p)?),
             "sequential" => Spec::Sequential(SeqParams::from_params(&mut p)?),
             "two_tower" => Spec::TwoTower(TwoTowerParams::from_params(&mut p)?),
+            "content" => Spec::Content(ContentParams::from_params(&mut p)?),
             other => {
                 return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
                     .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
@@ -84,7 +87,7 @@ impl Spec {
 
     /// Models that read item text (an items table).
     pub fn needs_item_text(&self) -> bool {
-        matches!(self, Spec::TwoTower(_))
+        matches!(self, Spec::TwoTower(_) | Spec::Content(_))
     }
 
     /// Sequential models learn from the time order of the rows.
@@ -107,10 +110,8 @@ impl Spec {
                 Spec::Bpr(p) => bpr::memory_estimate(u, i, nnz, p.factors),
                 Spec::Ncf(p) => ncf::memory_estimate(u, i, nnz, p),
                 Spec::Sequential(p) => sequential::memory_estimate(i, p) + nnz * 16,
-                Spec::TwoTower(p) => {
-                    let text: usize = data.item_text.iter().flatten().map(String::len).sum();
-                    two_tower::memory_estimate(i, text, p) + nnz * 4
-                }
+                Spec::TwoTower(p) => two_tower::memory_estimate(i, text_bytes(data), p) + nnz * 4,
+                Spec::Content(p) => content::memory_estimate(i, text_bytes(data), p),
             }
     }
 
@@ -131,6 +132,7 @@ impl Spec {
             Spec::Ncf(p) => Algorithm::Ncf(ncf::fit(data, p, device, pool, progress)?),
             Spec::Sequential(p) => Algorithm::Sequential(sequential::fit(data, p, device, pool, progress)?),
             Spec::TwoTower(p) => Algorithm::TwoTower(two_tower::fit(data, p, device, pool, progress)?),
+            Spec::Content(p) => Algorithm::Content(content::fit(data, p, pool, progress)?),
         };
         Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm })
     }
@@ -148,6 +150,7 @@ pub enum Algorithm {
     Ncf(Ncf),
     Sequential(Sasrec),
     TwoTower(TwoTower),
+    Content(Content),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -185,6 +188,7 @@ impl Model {
             Algorithm::Ncf(_) => "ncf",
             Algorithm::Sequential(_) => "sequential",
             Algorithm::TwoTower(_) => "two_tower",
+            Algorithm::Content(_) => "content",
         }
     }
 
@@ -194,6 +198,7 @@ impl Model {
             Algorithm::ItemKnn(nb) => Some(nb),
             Algorithm::RatingKnn(r) => Some(&r.neighbors),
             Algorithm::Ease(e) => Some(&e.neighbors),
+            Algorithm::Content(c) => Some(&c.neighbors),
             _ => None,
         }
     }
@@ -220,26 +225,71 @@ impl Model {
         m.score(&known).ok()
     }
 
-    /// The two-tower user vector from the history: trained items' stored vectors, other items
-    /// encoded from their text in `items`; None when no history item is either.
-    fn tower_user(&self, m: &TwoTower, history: &[(i64, f32)], items: &[(i64, String)]) -> Option<Vec<f32>> {
-        let k = m.k;
-        let mut vectors: Vec<&[f32]> = Vec::new();
-        let mut cold: Vec<&str> = Vec::new();
-        for &(id, _) in history {
-            match index_of(&self.item_ids, id) {
-                Some(i) => vectors.push(&m.item_vectors[i as usize * k..(i as usize + 1) * k]),
-                None => cold.extend(items.iter().filter(|(j, _)| *j == id).map(|(_, t)| t.as_str())),
+    /// How a text-reading model places the user from the live history: trained items by their
+    /// stored vectors, other items by their text in `items`; None for other models, or when no
+    /// history item is either.
+    fn text_user(&self, history: &[(i64, f32)], items: &[(i64, String)]) -> Option<TextUser> {
+        let text_of = |id: i64| items.iter().find(|(j, _)| *j == id).map(|(_, t)| t.as_str());
+        match &self.algorithm {
+            Algorithm::TwoTower(m) => {
+                let k = m.k;
+                let mut vectors: Vec<&[f32]> = Vec::new();
+                let mut cold: Vec<&str> = Vec::new();
+                for &(id, _) in history {
+                    match index_of(&self.item_ids, id) {
+                        Some(i) => vectors.push(&m.item_vectors[i as usize * k..(i as usize + 1) * k]),
+                        None => cold.extend(text_of(id)),
+                    }
+                }
+                let encoded = m.encode_texts(&cold).ok()?;
+                vectors.extend(encoded.chunks(k.max(1)));
+                m.user_vector(&vectors).ok().flatten().map(TextUser::Tower)
             }
+            Algorithm::Content(c) => {
+                let parts = self.content_history(c, history, items);
+                let profile = c.profile(parts.iter().map(|(t, v, w)| (t.as_slice(), v.as_slice(), *w)));
+                (!profile.is_empty()).then_some(TextUser::Content(profile))
+            }
+            _ => None,
         }
-        let encoded = m.encode_texts(&cold).ok()?;
-        vectors.extend(encoded.chunks(k.max(1)));
-        m.user_vector(&vectors).ok().flatten()
+    }
+
+    /// Each history item's content vector (trained: stored; else from its text) with its weight.
+    fn content_history(&self, c: &Content, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<(Vec<u32>, Vec<f32>, f32)> {
+        history
+            .iter()
+            .filter_map(|&(id, w)| match index_of(&self.item_ids, id) {
+                Some(i) => {
+                    let (t, v) = c.vectors.row(i as usize);
+                    Some((t.to_vec(), v.to_vec(), w))
+                }
+                None => items.iter().find(|(j, _)| *j == id).map(|(_, text)| {
+                    let v = c.vectorize(text);
+                    (v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), w)
+                }),
+            })
+            .collect()
+    }
+
+    /// Scores of the trained items for a text user, and which ones the model reached.
+    fn text_scores(&self, u: &TextUser) -> (Vec<f32>, Vec<bool>) {
+        match (&self.algorithm, u) {
+            (Algorithm::TwoTower(m), TextUser::Tower(v)) => (
+                (0..self.n_items()).map(|i| crate::engine::linalg::dot(v, &m.item_vectors[i * m.k..(i + 1) * m.k])).collect(),
+                vec![true; self.n_items()],
+            ),
+            (Algorithm::Content(c), TextUser::Content(p)) => {
+                let s = c.scores(p);
+                let reached = s.iter().map(|&x| x > 0.0).collect();
+                (s, reached)
+            }
+            _ => (self.popularity.clone(), vec![true; self.n_items()]),
+        }
     }
 
     /// Items of the live items table the model was not trained on, eligible for this request,
-    /// scored by the two-tower user vector from their text.
-    fn cold_items(&self, m: &TwoTower, u: &[f32], req: &Request) -> Vec<(i64, f32)> {
+    /// scored from their text (content: only those sharing a term with the profile).
+    fn cold_items(&self, u: &TextUser, req: &Request) -> Vec<(i64, f32)> {
         let seen: std::collections::HashSet<i64> = req.history.iter().map(|p| p.0).collect();
         let rows: Vec<&(i64, String)> = req
             .items
@@ -248,10 +298,25 @@ impl Model {
             .filter(|(id, _)| !(req.exclude_seen && seen.contains(id)))
             .filter(|(id, _)| req.candidates.is_none_or(|c| c.contains(id)))
             .collect();
-        let texts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-        match m.encode_texts(&texts) {
-            Ok(v) => rows.iter().zip(v.chunks(m.k.max(1))).map(|(r, e)| (r.0, crate::engine::linalg::dot(u, e))).collect(),
-            Err(_) => Vec::new(),
+        match (&self.algorithm, u) {
+            (Algorithm::TwoTower(m), TextUser::Tower(v)) => {
+                let texts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+                match m.encode_texts(&texts) {
+                    Ok(e) => rows.iter().zip(e.chunks(m.k.max(1))).map(|(r, e)| (r.0, crate::engine::linalg::dot(v, e))).collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
+            (Algorithm::Content(c), TextUser::Content(p)) => rows
+                .iter()
+                .filter_map(|r| {
+                    let v = c.vectorize(&r.1);
+                    let t: Vec<u32> = v.iter().map(|x| x.0).collect();
+                    let x: Vec<f32> = v.iter().map(|x| x.1).collect();
+                    let s = Content::cosine(p, &t, &x);
+                    (s > 0.0).then_some((r.0, s))
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -269,7 +334,7 @@ impl Model {
 
     /// Models that read the live items table when serving (two_tower encodes untrained items).
     pub fn reads_item_text(&self) -> bool {
-        matches!(self.algorithm, Algorithm::TwoTower(_))
+        matches!(self.algorithm, Algorithm::TwoTower(_) | Algorithm::Content(_))
     }
 
     /// Rating-prediction models: biased_mf, svdpp and item_knn on a rating similarity.
@@ -321,11 +386,8 @@ impl Model {
             history.iter().for_each(|&(i, _)| eligible[i as usize] = false);
         }
 
-        let tower_user = match &self.algorithm {
-            Algorithm::TwoTower(m) => self.tower_user(m, req.history, req.items),
-            _ => None,
-        };
-        let (scores, reached) = match (&self.algorithm, history.is_empty() && tower_user.is_none()) {
+        let text_user = self.text_user(req.history, req.items);
+        let (scores, reached) = match (&self.algorithm, history.is_empty() && text_user.is_none()) {
             (Algorithm::ItemKnn(nb), false) => {
                 let mut scores = vec![0f32; n_items];
                 let mut reached = vec![false; n_items];
@@ -345,11 +407,8 @@ impl Model {
                 Some(scores) => (scores, vec![true; n_items]),
                 None => (self.popularity.clone(), vec![true; n_items]),
             },
-            (Algorithm::TwoTower(m), false) => match &tower_user {
-                Some(u) => (
-                    (0..n_items).map(|i| crate::engine::linalg::dot(u, &m.item_vectors[i * m.k..(i + 1) * m.k])).collect(),
-                    vec![true; n_items],
-                ),
+            (Algorithm::TwoTower(_) | Algorithm::Content(_), false) => match &text_user {
+                Some(u) => self.text_scores(u),
                 None => (self.popularity.clone(), vec![true; n_items]),
             },
             (Algorithm::Sequential(m), false) => match self.sequence_scores(m, req.history) {
@@ -386,8 +445,8 @@ impl Model {
             out.extend(fill);
         }
         let mut out: Vec<(i64, f32)> = out.into_iter().map(|(i, s)| (self.item_ids[i as usize], s)).collect();
-        if let (Algorithm::TwoTower(m), Some(u)) = (&self.algorithm, &tower_user) {
-            out.extend(self.cold_items(m, u, req));
+        if let Some(u) = &text_user {
+            out.extend(self.cold_items(u, req));
             out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             out.truncate(req.n);
         }
@@ -477,9 +536,7 @@ impl Model {
             }
             Algorithm::Ncf(m) => self.ncf_scores(m, user_id).map(|s| s[i]),
             Algorithm::Sequential(m) => self.sequence_scores(m, history_in_order).map(|s| s[i]),
-            Algorithm::TwoTower(m) => self
-                .tower_user(m, history_in_order, &[])
-                .map(|u| crate::engine::linalg::dot(&u, &m.item_vectors[i * m.k..(i + 1) * m.k])),
+            Algorithm::TwoTower(_) | Algorithm::Content(_) => self.text_user(history_in_order, &[]).map(|u| self.text_scores(&u).0[i]),
             Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
                 Some(u) => Some(f.predict(&u, i)),
                 None if f.kind.explicit() => Some(f.baseline(i)),
@@ -492,6 +549,7 @@ impl Model {
     /// largest first: weight × similarity for item-kNN; for factor models the split of the
     /// folded-in score over the history (implicit's ALS explain).
     pub fn explain(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+        let history_in_order = history;
         if let Algorithm::Popularity = self.algorithm {
             return Err(self.unsupported("explain", "popularity scores do not depend on the user; train item_knn or a factor model"));
         }
@@ -515,6 +573,26 @@ impl Model {
             }
             Algorithm::UserKnn(m) => m.explain(&history, &self.user_neighbours(m, user_id, &history), i),
             Algorithm::Factors(f) if !history.is_empty() => f.explain(&history, i as usize),
+            Algorithm::Content(c) => {
+                // score = Σ_j w_j (v_j · v_i) / ‖Σ_j w_j v_j‖: each history item's share
+                let parts = self.content_history(c, history_in_order, &[]);
+                let raw: Vec<(u32, f32)> = {
+                    let mut sum: std::collections::BTreeMap<u32, f32> = Default::default();
+                    parts.iter().for_each(|(t, v, w)| t.iter().zip(v).for_each(|(&t, &x)| *sum.entry(t).or_default() += w * x));
+                    sum.into_iter().collect()
+                };
+                let norm = raw.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt();
+                let (ti, vi) = c.vectors.row(i as usize);
+                history
+                    .iter()
+                    .filter_map(|&(j, w)| {
+                        let (tj, vj) = c.vectors.row(j as usize);
+                        let own: Vec<(u32, f32)> = tj.iter().copied().zip(vj.iter().copied()).collect();
+                        let s = w * Content::cosine(&own, ti, vi) / norm.max(f32::MIN_POSITIVE);
+                        (s > 0.0).then_some((j, s))
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         };
         Ok(top_k(parts, n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect())
@@ -571,6 +649,14 @@ impl Model {
         if let Algorithm::TwoTower(m) = &self.algorithm {
             w.bytes(&m.weights.to_safetensors().unwrap_or_default());
         }
+        if let Algorithm::Content(c) = &self.algorithm {
+            w.str(&c.terms.join("\n"));
+            w.f32s(&c.idf);
+            w.u64s(&[c.ngrams as u64, c.stop_words as u64]);
+            w.usizes(&c.vectors.indptr);
+            w.u32s(&c.vectors.indices);
+            w.f32s(&c.vectors.values);
+        }
         if let Algorithm::Sequential(m) = &self.algorithm {
             w.u64(m.max_len as u64);
             w.u64(m.blocks as u64);
@@ -618,6 +704,24 @@ impl Model {
                     .and_then(|w| TwoTower::from_weights(w, item_ids.len()))
                     .map_err(|e| corrupt(&e.message))?,
             ),
+            "content" => {
+                let neighbors = decode_neighbors(&mut r, item_ids.len())?;
+                let (terms, idf, flags) = (r.str()?, r.f32s()?, r.u64s()?);
+                let terms: Vec<String> = terms.split('\n').map(str::to_string).collect();
+                let vectors = Csr { indptr: r.usizes()?, indices: r.u32s()?, values: r.f32s()?, n_cols: terms.len() };
+                let ok = flags.len() == 2
+                    && idf.len() == terms.len()
+                    && terms.windows(2).all(|w| w[0] < w[1])
+                    && vectors.indptr.len() == item_ids.len() + 1
+                    && vectors.indptr.windows(2).all(|w| w[0] <= w[1])
+                    && vectors.indptr.last() == Some(&vectors.indices.len())
+                    && vectors.values.len() == vectors.indices.len()
+                    && vectors.indices.iter().all(|&t| (t as usize) < terms.len());
+                if !ok {
+                    return Err(corrupt("content vectors"));
+                }
+                Algorithm::Content(Content::new(terms, idf, flags[0] as usize, flags[1] == 1, vectors, neighbors))
+            }
             "item_knn_ratings" => {
                 let neighbors = decode_neighbors(&mut r, item_ids.len())?;
                 let (item_bias, s, k) = (r.f32s()?, r.f32s()?, r.u64()? as usize);
@@ -643,6 +747,18 @@ impl Model {
         r.finish()?;
         Ok(Model { item_ids, popularity, algorithm })
     }
+}
+
+/// Bytes of item text a fit will hold.
+fn text_bytes(data: &Interactions) -> usize {
+    data.item_text.iter().flatten().map(String::len).sum()
+}
+
+/// A user as a text-reading model sees them.
+enum TextUser {
+    Tower(Vec<f32>),
+    /// A normalised TF-IDF profile.
+    Content(Vec<(u32, f32)>),
 }
 
 fn decode_user_knn(r: &mut Reader, n_items: usize) -> Result<UserKnn> {
@@ -827,7 +943,13 @@ mod tests {
         let got = tower.recommend(&Request { user_id: None, history: &[(20, 1.0)], n: 10, exclude_seen: true, candidates: None, items: &items });
         assert_eq!(got.len(), 5);
         assert!(got.iter().any(|p| p.0 == 60) && !got.iter().any(|p| p.0 == 20));
-        for m in others.into_iter().chain(factor_models).chain([tower]) {
+        let content = Spec::parse("content", &json!({})).unwrap().0.fit(&texts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
+        // history {20: "red apple"}: 10 ("red") is reached, cold 60 ("red apple pie") ranks first
+        let got = content.recommend(&Request { user_id: None, history: &[(20, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
+        assert_eq!(got[0].0, 60);
+        assert_eq!(got[1].0, 10);
+        assert_eq!(content.explain(None, &[(20, 1.0), (30, 1.0)], 10, 5).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), vec![20]);
+        for m in others.into_iter().chain(factor_models).chain([tower, content]) {
             let bytes = m.encode();
             assert_eq!(Model::decode(&bytes).unwrap(), m);
         }

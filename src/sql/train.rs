@@ -170,7 +170,7 @@ fn train(
                 ErrorKind::Unsupported,
                 format!("algorithm \"{algorithm}\" does not use items or item_text"),
             )
-            .with_hint("items and item_text are for two_tower")
+            .with_hint("items and item_text are for content and two_tower")
             .into())
         }
     }

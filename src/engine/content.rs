@@ -1,0 +1,219 @@
+//! Content-based recommendation: TF-IDF vectors of the items' text (sublinear tf, smooth idf,
+//! L2-normalised, sparse), a user profile that is the weighted sum of the vectors of the user's
+//! items, and the cosine of the profile with every item, through an inverted index. Items'
+//! nearest content neighbours are kept for `recsys.item_neighbors` and `similar_items`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+
+use crate::engine::interactions::{Csr, Interactions};
+use crate::engine::knn::Neighbors;
+use crate::engine::params::Params;
+use crate::engine::text::terms;
+use crate::engine::topk::top_k;
+use crate::engine::{Progress, RecsysError, Result};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContentParams {
+    pub ngrams: usize,
+    pub min_df: usize,
+    pub max_df: f64,
+    pub stop_words: bool,
+    pub neighbors: usize,
+}
+
+impl ContentParams {
+    pub fn from_params(p: &mut Params) -> Result<Self> {
+        Ok(ContentParams {
+            ngrams: p.int("ngrams", 1, 1, 3)? as usize,
+            min_df: p.int("min_df", 1, 1, i32::MAX as i64)? as usize,
+            max_df: p.float("max_df", 1.0, 1e-9, 1.0)?,
+            stop_words: p.choice("stop_words", "english", &["english", "none"])? == "english",
+            neighbors: p.int("neighbors", 50, 0, 10_000)? as usize,
+        })
+    }
+}
+
+pub fn memory_estimate(n_items: usize, text_bytes: usize, p: &ContentParams) -> usize {
+    text_bytes * 24 * p.ngrams + n_items * p.neighbors * 8 + n_items * 8
+}
+
+/// The fitted vocabulary and item vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Content {
+    /// Vocabulary, ascending; a term's index is its position.
+    pub terms: Vec<String>,
+    pub idf: Vec<f32>,
+    pub ngrams: usize,
+    pub stop_words: bool,
+    /// items × terms, rows L2-normalised.
+    pub vectors: Csr,
+    pub neighbors: Neighbors,
+    /// terms × items (the inverted index), derived.
+    pub by_term: Csr,
+}
+
+impl Content {
+    pub fn new(terms: Vec<String>, idf: Vec<f32>, ngrams: usize, stop_words: bool, vectors: Csr, neighbors: Neighbors) -> Content {
+        let by_term = vectors.transpose();
+        Content { terms, idf, ngrams, stop_words, vectors, neighbors, by_term }
+    }
+
+    /// The TF-IDF vector of any text over this vocabulary (unknown terms are ignored).
+    pub fn vectorize(&self, text: &str) -> Vec<(u32, f32)> {
+        let mut counts: BTreeMap<u32, f32> = BTreeMap::new();
+        for t in terms(text, self.ngrams, self.stop_words) {
+            if let Ok(i) = self.terms.binary_search(&t) {
+                *counts.entry(i as u32).or_default() += 1.0;
+            }
+        }
+        normalised(counts.into_iter().map(|(t, c)| (t, (1.0 + c.ln()) * self.idf[t as usize])).collect())
+    }
+
+    /// The profile of a history of (vector, weight): Σ weight·vector, L2-normalised.
+    pub fn profile<'a>(&self, history: impl Iterator<Item = (&'a [u32], &'a [f32], f32)>) -> Vec<(u32, f32)> {
+        let mut sum: BTreeMap<u32, f32> = BTreeMap::new();
+        for (terms, values, w) in history {
+            terms.iter().zip(values).for_each(|(&t, &v)| *sum.entry(t).or_default() += w * v);
+        }
+        normalised(sum.into_iter().collect())
+    }
+
+    /// Cosine of a normalised profile with every item.
+    pub fn scores(&self, profile: &[(u32, f32)]) -> Vec<f32> {
+        let mut s = vec![0f32; self.vectors.n_rows()];
+        for &(t, p) in profile {
+            let (items, vals) = self.by_term.row(t as usize);
+            items.iter().zip(vals).for_each(|(&i, &v)| s[i as usize] += p * v);
+        }
+        s
+    }
+
+    /// Cosine of two sparse vectors sorted by term.
+    pub fn cosine(a: &[(u32, f32)], b_terms: &[u32], b_vals: &[f32]) -> f32 {
+        a.iter().filter_map(|&(t, x)| b_terms.binary_search(&t).ok().map(|k| x * b_vals[k])).sum()
+    }
+}
+
+fn normalised(mut v: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
+    let norm = v.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|p| p.1 /= norm);
+    } else {
+        v.clear();
+    }
+    v
+}
+
+pub fn fit(data: &Interactions, p: &ContentParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Content> {
+    let Some(texts) = &data.item_text else {
+        return Err(RecsysError::invalid("content needs item texts").with_hint("pass items => 'items_table', item_text => 'text_column'"));
+    };
+    let n = texts.len();
+    let docs: Vec<Vec<String>> = pool.install(|| texts.par_iter().map(|t| terms(t, p.ngrams, p.stop_words)).collect());
+    // Document frequency of every term, then the vocabulary within [min_df, max_df · n].
+    let mut df: HashMap<&str, usize> = HashMap::new();
+    for d in &docs {
+        let mut seen: Vec<&str> = d.iter().map(String::as_str).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.into_iter().for_each(|t| *df.entry(t).or_default() += 1);
+    }
+    let max = (p.max_df * n as f64).floor().max(1.0) as usize;
+    let mut vocab: Vec<(&str, usize)> = df.into_iter().filter(|&(_, c)| c >= p.min_df && c <= max).collect();
+    vocab.sort_unstable();
+    if vocab.is_empty() {
+        return Err(RecsysError::invalid("no term of the item texts passes min_df and max_df")
+            .with_detail(format!("{n} items; check item_text, min_df and max_df")));
+    }
+    let idf: Vec<f32> = vocab.iter().map(|&(_, c)| ((1.0 + n as f32) / (1.0 + c as f32)).ln() + 1.0).collect();
+    let terms: Vec<String> = vocab.iter().map(|&(t, _)| t.to_string()).collect();
+    progress.step(1, 3)?;
+    let mut model = Content::new(terms, idf, p.ngrams, p.stop_words, Csr::default(), Neighbors::default());
+    let rows: Vec<Vec<(u32, f32)>> = pool.install(|| texts.par_iter().map(|t| model.vectorize(t)).collect());
+    let mut vectors = Csr { indptr: vec![0], indices: Vec::new(), values: Vec::new(), n_cols: model.terms.len() };
+    for r in rows {
+        vectors.indices.extend(r.iter().map(|x| x.0));
+        vectors.values.extend(r.iter().map(|x| x.1));
+        vectors.indptr.push(vectors.indices.len());
+    }
+    model = Content::new(model.terms, model.idf, p.ngrams, p.stop_words, vectors, Neighbors::default());
+    progress.step(2, 3)?;
+    // Each item's nearest items by content, in parallel chunks (cancel checked between chunks).
+    let mut lists: Vec<Vec<(u32, f32)>> = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1024) {
+        let part: Vec<Vec<(u32, f32)>> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|&i| {
+                    let (t, v) = model.vectors.row(i);
+                    let own: Vec<(u32, f32)> = t.iter().copied().zip(v.iter().copied()).collect();
+                    let s = model.scores(&own);
+                    top_k((0..n as u32).filter(|&j| j as usize != i && s[j as usize] > 0.0).map(|j| (j, s[j as usize])), p.neighbors)
+                })
+                .collect()
+        });
+        lists.extend(part);
+        progress.step(2, 3)?;
+    }
+    let mut nb = Neighbors { indptr: vec![0], indices: Vec::new(), scores: Vec::new() };
+    for l in lists {
+        nb.indices.extend(l.iter().map(|x| x.0));
+        nb.scores.extend(l.iter().map(|x| x.1));
+        nb.indptr.push(nb.indices.len());
+    }
+    model.neighbors = nb;
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NoProgress;
+
+    fn model(texts: &[&str], p: ContentParams) -> Content {
+        let u: Vec<i64> = (0..texts.len() as i64).collect();
+        let mut data = Interactions::from_triplets(&u, &u, &vec![1.0; u.len()]).unwrap();
+        data.item_text = Some(texts.iter().map(|t| t.to_string()).collect());
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        fit(&data, &p, &pool, &mut NoProgress).unwrap()
+    }
+
+    fn params() -> ContentParams {
+        ContentParams { ngrams: 1, min_df: 1, max_df: 1.0, stop_words: true, neighbors: 2 }
+    }
+
+    #[test]
+    fn tfidf_profile_and_neighbours() {
+        let m = model(&["red apple pie", "green apple", "fast red car", "fast blue car"], params());
+        assert_eq!(m.terms, ["apple", "blue", "car", "fast", "green", "pie", "red"]);
+        // sublinear tf, smooth idf, unit length
+        let v = m.vectorize("apple apple pie");
+        let (apple, pie) = ((1.0 + 2f32.ln()) * m.idf[0], m.idf[5]);
+        let norm = (apple * apple + pie * pie).sqrt();
+        assert!((v[0].1 - apple / norm).abs() < 1e-6 && (v[1].1 - pie / norm).abs() < 1e-6);
+        assert!(m.vectorize("the of").is_empty());
+        // a profile of item 0 ranks item 1 (shares apple) over item 3 (shares nothing)
+        let (t, x) = m.vectors.row(0);
+        let s = m.scores(&m.profile(std::iter::once((t, x, 1.0))));
+        assert!((s[0] - 1.0).abs() < 1e-5 && s[1] > 0.0 && s[3] == 0.0);
+        // neighbours: item 2's nearest is item 3 (fast, car), then item 0 (red)
+        assert_eq!(m.neighbors.row(2).0, &[3, 0]);
+        assert!(Content::cosine(&m.vectorize("fast car"), m.vectors.row(3).0, m.vectors.row(3).1) > 0.5);
+    }
+
+    #[test]
+    fn document_frequency_limits_and_ngrams() {
+        let texts = ["red apple", "red car", "red bus"];
+        let m = model(&texts, ContentParams { max_df: 0.5, ..params() });
+        assert!(!m.terms.contains(&"red".to_string()));
+        let m = model(&texts, ContentParams { ngrams: 2, ..params() });
+        assert!(m.terms.contains(&"red apple".to_string()));
+        let u = [0i64];
+        let mut data = Interactions::from_triplets(&u, &u, &[1.0]).unwrap();
+        data.item_text = Some(vec!["the".to_string()]);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert!(fit(&data, &params(), &pool, &mut NoProgress).is_err());
+    }
+}
