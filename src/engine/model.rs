@@ -2,6 +2,8 @@
 //! and the algorithm's own state. Training dispatch, serving, encoding and decoding live here;
 //! each algorithm's mathematics lives in its own module.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::Value;
 
 use crate::engine::als::{self, AlsParams};
@@ -229,7 +231,8 @@ impl Model {
     /// stored vectors, other items by their text in `items`; None for other models, or when no
     /// history item is either.
     fn text_user(&self, history: &[(i64, f32)], items: &[(i64, String)]) -> Option<TextUser> {
-        let text_of = |id: i64| items.iter().find(|(j, _)| *j == id).map(|(_, t)| t.as_str());
+        let texts = untrained_texts(&self.item_ids, history, items);
+        let text_of = |id: i64| texts.get(&id).copied();
         match &self.algorithm {
             Algorithm::TwoTower(m) => {
                 let k = m.k;
@@ -256,6 +259,7 @@ impl Model {
 
     /// Each history item's content vector (trained: stored; else from its text) with its weight.
     fn content_history(&self, c: &Content, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<(Vec<u32>, Vec<f32>, f32)> {
+        let texts = untrained_texts(&self.item_ids, history, items);
         history
             .iter()
             .filter_map(|&(id, w)| match index_of(&self.item_ids, id) {
@@ -263,7 +267,7 @@ impl Model {
                     let (t, v) = c.vectors.row(i as usize);
                     Some((t.to_vec(), v.to_vec(), w))
                 }
-                None => items.iter().find(|(j, _)| *j == id).map(|(_, text)| {
+                None => texts.get(&id).map(|text| {
                     let v = c.vectorize(text);
                     (v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), w)
                 }),
@@ -290,13 +294,14 @@ impl Model {
     /// Items of the live items table the model was not trained on, eligible for this request,
     /// scored from their text (content: only those sharing a term with the profile).
     fn cold_items(&self, u: &TextUser, req: &Request) -> Vec<(i64, f32)> {
-        let seen: std::collections::HashSet<i64> = req.history.iter().map(|p| p.0).collect();
+        let seen: HashSet<i64> = req.history.iter().map(|p| p.0).collect();
+        let allowed: Option<HashSet<i64>> = req.candidates.map(|c| c.iter().copied().collect());
         let rows: Vec<&(i64, String)> = req
             .items
             .iter()
             .filter(|(id, _)| index_of(&self.item_ids, *id).is_none())
             .filter(|(id, _)| !(req.exclude_seen && seen.contains(id)))
-            .filter(|(id, _)| req.candidates.is_none_or(|c| c.contains(id)))
+            .filter(|(id, _)| allowed.as_ref().is_none_or(|c| c.contains(id)))
             .collect();
         match (&self.algorithm, u) {
             (Algorithm::TwoTower(m), TextUser::Tower(v)) => {
@@ -747,6 +752,16 @@ impl Model {
         r.finish()?;
         Ok(Model { item_ids, popularity, algorithm })
     }
+}
+
+/// The texts of the history's items that the model was not trained on, by id (one pass over the
+/// items table rows).
+fn untrained_texts<'a>(item_ids: &[i64], history: &[(i64, f32)], items: &'a [(i64, String)]) -> HashMap<i64, &'a str> {
+    let wanted: HashSet<i64> = history.iter().map(|p| p.0).filter(|&id| index_of(item_ids, id).is_none()).collect();
+    if wanted.is_empty() {
+        return HashMap::new();
+    }
+    items.iter().filter(|(id, _)| wanted.contains(id)).map(|(id, t)| (*id, t.as_str())).collect()
 }
 
 /// Bytes of item text a fit will hold.
