@@ -185,9 +185,9 @@ impl Interactions {
         let (cols, vals) = self.matrix.row(u as usize);
         let mut h: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
         if let Some(seqs) = &self.sequences {
-            let seq = seqs.row(u as usize);
-            let last = |i: u32| seq.iter().rposition(|&x| x == i).unwrap_or(0);
-            h.sort_by_key(|&(i, _)| (last(i), i));
+            // Each item's latest position in the sequence, in one pass.
+            let last: std::collections::HashMap<u32, usize> = seqs.row(u as usize).iter().enumerate().map(|(p, &i)| (i, p)).collect();
+            h.sort_by_key(|&(i, _)| (last.get(&i).copied().unwrap_or(0), i));
         }
         h.into_iter().map(|(i, w)| (self.item_ids[i as usize], w)).collect()
     }

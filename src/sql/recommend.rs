@@ -13,12 +13,12 @@ use crate::sql::catalog::{self, ModelRow};
 use crate::sql::errors::{positive_n, required, SqlResult};
 use crate::sql::source::Source;
 
-/// The deployed model and the user's current history.
-fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Vec<(i64, f32)>)> {
+/// The deployed model, its source and the user's current history.
+fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Source, Vec<(i64, f32)>)> {
     let fitted = cache::get(row)?;
     let source = Source::from_catalog(row.source.clone(), &row.columns)?;
     let history = source.history(user_id)?;
-    Ok((fitted, history))
+    Ok((fitted, source, history))
 }
 
 #[pg_extern(stable)]
@@ -34,9 +34,7 @@ fn recommend(
     let row = catalog::resolve(model)?;
     // Like a STRICT function: no user, no rows (checked after the model, so a bad name still errors).
     let Some(user_id) = user_id else { return Ok(TableIterator::new(Vec::new())) };
-    let fitted = cache::get(&row)?;
-    let source = Source::from_catalog(row.source.clone(), &row.columns)?;
-    let history = source.history(user_id)?;
+    let (fitted, source, history) = with_history(&row, user_id)?;
     // Models that encode item text see the items table as it is now (new items included).
     let items = if fitted.reads_item_text() { source.item_texts()? } else { Vec::new() };
     // NULL candidates inside the array match nothing, as in `item_id IN (...)`.
@@ -58,7 +56,7 @@ fn recommend(
 fn predict(user_id: Option<i64>, item_id: Option<i64>, model: default!(Option<&str>, "NULL")) -> Result<Option<f32>, ErrorReport> {
     let row = catalog::resolve(model)?;
     let (Some(user_id), Some(item_id)) = (user_id, item_id) else { return Ok(None) };
-    let (fitted, history) = with_history(&row, user_id)?;
+    let (fitted, _, history) = with_history(&row, user_id)?;
     Ok(fitted.predict(Some(user_id), &history, item_id))
 }
 
@@ -73,7 +71,7 @@ fn explain(
     let n = positive_n(n)?;
     let row = catalog::resolve(model)?;
     let (Some(user_id), Some(item_id)) = (user_id, item_id) else { return Ok(TableIterator::new(Vec::new())) };
-    let (fitted, history) = with_history(&row, user_id)?;
+    let (fitted, _, history) = with_history(&row, user_id)?;
     Ok(TableIterator::new(fitted.explain(Some(user_id), &history, item_id, n)?))
 }
 
