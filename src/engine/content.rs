@@ -73,11 +73,18 @@ impl Content {
 
     /// The profile of a history of (vector, weight): Σ weight·vector, L2-normalised.
     pub fn profile<'a>(&self, history: impl Iterator<Item = (&'a [u32], &'a [f32], f32)>) -> Vec<(u32, f32)> {
-        let mut sum: BTreeMap<u32, f32> = BTreeMap::new();
-        for (terms, values, w) in history {
-            terms.iter().zip(values).for_each(|(&t, &v)| *sum.entry(t).or_default() += w * v);
-        }
-        normalised(sum.into_iter().collect())
+        normalised(weighted_sum(history))
+    }
+
+    /// ‖Σ weight·vector‖, the profile's norm before normalising.
+    pub fn profile_norm<'a>(&self, history: impl Iterator<Item = (&'a [u32], &'a [f32], f32)>) -> f32 {
+        weighted_sum(history).iter().map(|p| p.1 * p.1).sum::<f32>().sqrt()
+    }
+
+    /// The terms two vectors share, by the product of their weights, largest first.
+    pub fn shared_terms(&self, a: &[(u32, f32)], b: &[(u32, f32)], n: usize) -> Vec<&str> {
+        let both = a.iter().filter_map(|&(t, x)| b.binary_search_by_key(&t, |p| p.0).ok().map(|k| (t, x * b[k].1)));
+        crate::engine::topk::top_k(both, n).into_iter().map(|(t, _)| self.terms[t as usize].as_str()).collect()
     }
 
     /// Cosine of a normalised profile with every item.
@@ -94,6 +101,14 @@ impl Content {
     pub fn cosine(a: &[(u32, f32)], b_terms: &[u32], b_vals: &[f32]) -> f32 {
         a.iter().filter_map(|&(t, x)| b_terms.binary_search(&t).ok().map(|k| x * b_vals[k])).sum()
     }
+}
+
+fn weighted_sum<'a>(history: impl Iterator<Item = (&'a [u32], &'a [f32], f32)>) -> Vec<(u32, f32)> {
+    let mut sum: BTreeMap<u32, f32> = BTreeMap::new();
+    for (terms, values, w) in history {
+        terms.iter().zip(values).for_each(|(&t, &v)| *sum.entry(t).or_default() += w * v);
+    }
+    sum.into_iter().collect()
 }
 
 fn normalised(mut v: Vec<(u32, f32)>) -> Vec<(u32, f32)> {

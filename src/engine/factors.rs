@@ -313,16 +313,14 @@ impl Factors {
     /// The n rows of `m` (row-major, k per row) most cosine-similar to row `r`, excluding `r`.
     pub fn nearest(m: &[f32], k: usize, r: usize, n: usize) -> Vec<(u32, f32)> {
         let target = &m[r * k..(r + 1) * k];
-        let tn = crate::engine::linalg::norm(target);
-        if tn == 0.0 {
+        if crate::engine::linalg::norm(target) == 0.0 {
             return Vec::new();
         }
         let rows = m.len() / k.max(1);
         top_k(
             (0..rows).filter(|&o| o != r).filter_map(|o| {
                 let v = &m[o * k..(o + 1) * k];
-                let vn = crate::engine::linalg::norm(v);
-                (vn > 0.0).then(|| (o as u32, dot(target, v) / (tn * vn)))
+                (crate::engine::linalg::norm(v) > 0.0).then(|| (o as u32, crate::engine::linalg::cosine(target, v)))
             }),
             n,
         )

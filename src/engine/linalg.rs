@@ -59,6 +59,16 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     axpy_with::<false>(a, x, y)
 }
 
+/// Cosine of two dense vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let d = norm(a) * norm(b);
+    if d > 0.0 {
+        dot(a, b) / d
+    } else {
+        0.0
+    }
+}
+
 pub fn norm(a: &[f32]) -> f32 {
     dot(a, a).sqrt()
 }

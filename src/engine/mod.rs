@@ -6,6 +6,7 @@ pub mod bpr;
 pub mod codec;
 pub mod content;
 pub mod ease;
+pub mod hybrid;
 pub mod error;
 pub mod factors;
 pub mod interactions;

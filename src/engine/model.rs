@@ -11,6 +11,7 @@ use crate::engine::bpr::{self, BprParams};
 use crate::engine::codec::{corrupt, Reader, Writer};
 use crate::engine::content::{self, Content, ContentParams};
 use crate::engine::ease::{self, Ease, EaseParams};
+use crate::engine::hybrid::{self, Fusion, MemberScores, MemberSpec};
 use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::interactions::{index_of, Csr, Interactions};
 use crate::engine::knn::{self, Baselines, ItemKnnParams, Neighbors, RatingKnn};
@@ -26,7 +27,10 @@ use crate::engine::two_tower::{self, TwoTower, TwoTowerParams};
 use crate::engine::userknn::{self, Scratch, UserKnn, UserKnnParams};
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential", "two_tower", "content"];
+/// Leave-one-out explanations re-score the user at most this many times (latest items first).
+const OCCLUSION_ITEMS: usize = 50;
+
+pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential", "two_tower", "content", "hybrid"];
 const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
@@ -44,6 +48,7 @@ pub enum Spec {
     Sequential(SeqParams),
     TwoTower(TwoTowerParams),
     Content(ContentParams),
+    Hybrid(Vec<MemberSpec<Spec>>, Fusion),
 }
 
 impl Spec {
@@ -65,6 +70,10 @@ impl Spec {
             "sequential" => Spec::Sequential(SeqParams::from_params(&mut p)?),
             "two_tower" => Spec::TwoTower(TwoTowerParams::from_params(&mut p)?),
             "content" => Spec::Content(ContentParams::from_params(&mut p)?),
+            "hybrid" => {
+                let (members, fusion) = hybrid::parse_params(&mut p, Spec::parse)?;
+                Spec::Hybrid(members, fusion)
+            }
             other => {
                 return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
                     .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
@@ -78,23 +87,33 @@ impl Spec {
         match self {
             Spec::Mf(_) => true,
             Spec::ItemKnn(p) => p.similarity.for_ratings(),
+            Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.needs_ratings()),
             _ => false,
         }
     }
 
     /// Models trained with Candle (they honour recsys.device).
     pub fn is_neural(&self) -> bool {
-        matches!(self, Spec::Ncf(_) | Spec::Sequential(_) | Spec::TwoTower(_))
+        match self {
+            Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.is_neural()),
+            _ => matches!(self, Spec::Ncf(_) | Spec::Sequential(_) | Spec::TwoTower(_)),
+        }
     }
 
     /// Models that read item text (an items table).
     pub fn needs_item_text(&self) -> bool {
-        matches!(self, Spec::TwoTower(_) | Spec::Content(_))
+        match self {
+            Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.needs_item_text()),
+            _ => matches!(self, Spec::TwoTower(_) | Spec::Content(_)),
+        }
     }
 
     /// Sequential models learn from the time order of the rows.
     pub fn needs_time(&self) -> bool {
-        matches!(self, Spec::Sequential(_))
+        match self {
+            Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.needs_time()),
+            _ => matches!(self, Spec::Sequential(_)),
+        }
     }
 
     /// Bytes the fit will allocate, so the caller can refuse before allocating.
@@ -114,6 +133,7 @@ impl Spec {
                 Spec::Sequential(p) => sequential::memory_estimate(i, p) + nnz * 16,
                 Spec::TwoTower(p) => two_tower::memory_estimate(i, text_bytes(data), p) + nnz * 4,
                 Spec::Content(p) => content::memory_estimate(i, text_bytes(data), p),
+                Spec::Hybrid(m, _) => m.iter().map(|m| m.spec.memory_estimate(data, threads)).sum(),
             }
     }
 
@@ -135,6 +155,13 @@ impl Spec {
             Spec::Sequential(p) => Algorithm::Sequential(sequential::fit(data, p, device, pool, progress)?),
             Spec::TwoTower(p) => Algorithm::TwoTower(two_tower::fit(data, p, device, pool, progress)?),
             Spec::Content(p) => Algorithm::Content(content::fit(data, p, pool, progress)?),
+            Spec::Hybrid(members, fusion) => Algorithm::Hybrid(Hybrid {
+                members: members
+                    .iter()
+                    .map(|m| Ok((m.weight, m.spec.fit(data, device, pool, progress)?)))
+                    .collect::<Result<_>>()?,
+                fusion: *fusion,
+            }),
         };
         Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm })
     }
@@ -153,6 +180,35 @@ pub enum Algorithm {
     Sequential(Sasrec),
     TwoTower(TwoTower),
     Content(Content),
+    Hybrid(Hybrid),
+}
+
+/// Member models (with their weights) trained on the same data, so on the same catalogue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hybrid {
+    pub members: Vec<(f32, Model)>,
+    pub fusion: Fusion,
+}
+
+/// Every trained item's score for one request and which items the model reached (the others
+/// are filled by popularity), plus eligible untrained items scored from their text.
+struct Scored {
+    scores: Vec<f32>,
+    reached: Vec<bool>,
+    cold: Vec<(i64, f32)>,
+    /// Whether the user's history placed the user (false: the popularity answer).
+    placed: bool,
+}
+
+impl Scored {
+    fn popular(m: &Model) -> Scored {
+        Scored { scores: m.popularity.clone(), reached: vec![true; m.n_items()], cold: Vec::new(), placed: false }
+    }
+
+    fn all(scores: Vec<f32>) -> Scored {
+        let n = scores.len();
+        Scored { scores, reached: vec![true; n], cold: Vec::new(), placed: true }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -191,6 +247,7 @@ impl Model {
             Algorithm::Sequential(_) => "sequential",
             Algorithm::TwoTower(_) => "two_tower",
             Algorithm::Content(_) => "content",
+            Algorithm::Hybrid(_) => "hybrid",
         }
     }
 
@@ -250,7 +307,7 @@ impl Model {
             }
             Algorithm::Content(c) => {
                 let parts = self.content_history(c, history, items);
-                let profile = c.profile(parts.iter().map(|(t, v, w)| (t.as_slice(), v.as_slice(), *w)));
+                let profile = c.profile(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
                 (!profile.is_empty()).then_some(TextUser::Content(profile))
             }
             _ => None,
@@ -258,18 +315,18 @@ impl Model {
     }
 
     /// Each history item's content vector (trained: stored; else from its text) with its weight.
-    fn content_history(&self, c: &Content, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<(Vec<u32>, Vec<f32>, f32)> {
+    fn content_history(&self, c: &Content, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<(i64, Vec<u32>, Vec<f32>, f32)> {
         let texts = untrained_texts(&self.item_ids, history, items);
         history
             .iter()
             .filter_map(|&(id, w)| match index_of(&self.item_ids, id) {
                 Some(i) => {
                     let (t, v) = c.vectors.row(i as usize);
-                    Some((t.to_vec(), v.to_vec(), w))
+                    Some((id, t.to_vec(), v.to_vec(), w))
                 }
                 None => texts.get(&id).map(|text| {
                     let v = c.vectorize(text);
-                    (v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), w)
+                    (id, v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), w)
                 }),
             })
             .collect()
@@ -339,7 +396,10 @@ impl Model {
 
     /// Models that read the live items table when serving (two_tower encodes untrained items).
     pub fn reads_item_text(&self) -> bool {
-        matches!(self.algorithm, Algorithm::TwoTower(_) | Algorithm::Content(_))
+        match &self.algorithm {
+            Algorithm::Hybrid(h) => h.members.iter().any(|m| m.1.reads_item_text()),
+            a => matches!(a, Algorithm::TwoTower(_) | Algorithm::Content(_)),
+        }
     }
 
     /// Rating-prediction models: biased_mf, svdpp and item_knn on a rating similarity.
@@ -376,6 +436,68 @@ impl Model {
     /// the history come first; if they are fewer than n, the most popular other eligible items
     /// fill the list with score 0, so the answer has min(n, eligible) rows.
     pub fn recommend(&self, req: &Request) -> Vec<(i64, f32)> {
+        self.rank(req).0
+    }
+
+    /// `recommend` with a reason in words for each item: "because of X and Y in your history",
+    /// "similar to X (shared words: …)" for content, "popular" for the popularity answer and
+    /// for items that fill the list.
+    pub fn recommend_with_reasons(&self, req: &Request) -> Vec<(i64, f32, String)> {
+        let (recs, scored) = self.rank(req);
+        let name = |id: i64| match req.items.iter().find(|p| p.0 == id) {
+            Some((_, text)) if !text.trim().is_empty() => {
+                let words: Vec<&str> = text.split_whitespace().take(6).collect();
+                format!("\"{}\"", words.join(" "))
+            }
+            _ => format!("item {id}"),
+        };
+        let explained = self.explain_items(req.user_id, req.history, &recs.iter().map(|r| r.0).collect::<Vec<_>>(), 2);
+        let content_parts = match &self.algorithm {
+            Algorithm::Content(c) => Some((c, self.content_history(c, req.history, req.items))),
+            _ => None,
+        };
+        recs.iter()
+            .zip(explained)
+            .map(|(&(id, score), because)| {
+                let trained = index_of(&self.item_ids, id).map(|i| i as usize);
+                let filled = trained.is_some_and(|i| !scored.reached[i]);
+                if matches!(self.algorithm, Algorithm::Popularity) || !scored.placed || filled {
+                    return (id, score, "popular".to_string());
+                }
+                if let Some((c, parts)) = &content_parts {
+                    let target: Vec<(u32, f32)> = match trained {
+                        Some(i) => {
+                            let (t, v) = c.vectors.row(i);
+                            t.iter().copied().zip(v.iter().copied()).collect()
+                        }
+                        None => req.items.iter().find(|p| p.0 == id).map(|p| c.vectorize(&p.1)).unwrap_or_default(),
+                    };
+                    let (tt, tv): (Vec<u32>, Vec<f32>) = target.iter().copied().unzip();
+                    let best = parts
+                        .iter()
+                        .map(|(j, t, v, w)| {
+                            let own: Vec<(u32, f32)> = t.iter().copied().zip(v.iter().copied()).collect();
+                            (*j, w * Content::cosine(&own, &tt, &tv), own)
+                        })
+                        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+                    if let Some((j, _, own)) = best.filter(|b| b.1 > 0.0) {
+                        let words = c.shared_terms(&own, &target, 3);
+                        return (id, score, format!("similar to {} (shared words: {})", name(j), words.join(", ")));
+                    }
+                }
+                let reason = match (because.as_slice(), trained) {
+                    ([a], _) => format!("because of {} in your history", name(a.0)),
+                    ([a, b, ..], _) => format!("because of {} and {} in your history", name(a.0), name(b.0)),
+                    (_, None) => "a new item whose text matches your history".to_string(),
+                    _ => format!("what the {} model predicts from your history", self.algorithm_name()),
+                };
+                (id, score, reason)
+            })
+            .collect()
+    }
+
+    /// The top n as `recommend` returns it, and the scores it was ranked by.
+    fn rank(&self, req: &Request) -> (Vec<(i64, f32)>, Scored) {
         let n_items = self.n_items();
         let history = self.known_history(req.history);
 
@@ -391,49 +513,8 @@ impl Model {
             history.iter().for_each(|&(i, _)| eligible[i as usize] = false);
         }
 
-        let text_user = self.text_user(req.history, req.items);
-        let (scores, reached) = match (&self.algorithm, history.is_empty() && text_user.is_none()) {
-            (Algorithm::ItemKnn(nb), false) => {
-                let mut scores = vec![0f32; n_items];
-                let mut reached = vec![false; n_items];
-                nb.score_history(&history, &mut scores, &mut reached);
-                (scores, reached)
-            }
-            (Algorithm::RatingKnn(r), _) => {
-                let (rated, bu) = r.user_state(&history, n_items);
-                ((0..n_items).map(|i| r.predict(i, &rated, bu).0).collect(), vec![true; n_items])
-            }
-            (Algorithm::Ease(e), false) => {
-                let mut scores = vec![0f32; n_items];
-                e.score_history(&history, &mut scores);
-                (scores, vec![true; n_items])
-            }
-            (Algorithm::Ncf(m), false) => match self.ncf_scores(m, req.user_id) {
-                Some(scores) => (scores, vec![true; n_items]),
-                None => (self.popularity.clone(), vec![true; n_items]),
-            },
-            (Algorithm::TwoTower(_) | Algorithm::Content(_), false) => match &text_user {
-                Some(u) => self.text_scores(u),
-                None => (self.popularity.clone(), vec![true; n_items]),
-            },
-            (Algorithm::Sequential(m), false) => match self.sequence_scores(m, req.history) {
-                Some(scores) => (scores, vec![true; n_items]),
-                None => (self.popularity.clone(), vec![true; n_items]),
-            },
-            (Algorithm::UserKnn(m), false) => {
-                let neighbours = self.user_neighbours(m, req.user_id, &history);
-                let (mut scores, mut reached) = (vec![0f32; n_items], vec![false; n_items]);
-                m.score(&neighbours, &mut scores, &mut reached);
-                (scores, reached)
-            }
-            (Algorithm::Factors(f), false) => match f.user_vector(req.user_id, &history) {
-                Some(u) => ((0..n_items).map(|i| f.score(&u, i)).collect(), vec![true; n_items]),
-                None => (self.popularity.clone(), vec![true; n_items]),
-            },
-            // Popularity, or a user with no known history: the cold-start answer.
-            _ => (self.popularity.clone(), vec![true; n_items]),
-        };
-
+        let mut scored = self.score(req, &history);
+        let (scores, reached) = (&scored.scores, &scored.reached);
         let mut out: Vec<(u32, f32)> = top_k(
             (0..n_items as u32).filter(|&i| eligible[i as usize] && reached[i as usize]).map(|i| (i, scores[i as usize])),
             req.n,
@@ -450,12 +531,75 @@ impl Model {
             out.extend(fill);
         }
         let mut out: Vec<(i64, f32)> = out.into_iter().map(|(i, s)| (self.item_ids[i as usize], s)).collect();
-        if let Some(u) = &text_user {
-            out.extend(self.cold_items(u, req));
+        if !scored.cold.is_empty() {
+            out.extend(std::mem::take(&mut scored.cold));
             out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             out.truncate(req.n);
         }
-        out
+        (out, scored)
+    }
+
+    /// Score every trained item for a request (`history`: its known items, by index).
+    fn score(&self, req: &Request, history: &[(u32, f32)]) -> Scored {
+        let n_items = self.n_items();
+        let text_user = self.text_user(req.history, req.items);
+        if let Algorithm::Hybrid(h) = &self.algorithm {
+            let parts: Vec<(f32, Scored)> = h.members.iter().map(|(w, m)| (*w, m.score(req, history))).collect();
+            let members: Vec<MemberScores> = parts
+                .iter()
+                .map(|(w, s)| MemberScores { weight: *w, scores: &s.scores, reached: &s.reached, cold: &s.cold })
+                .collect();
+            let (scores, reached, cold) = hybrid::fuse(h.fusion, &members, &self.item_ids);
+            return Scored { scores, reached, cold, placed: parts.iter().any(|p| p.1.placed) };
+        }
+        if history.is_empty() && text_user.is_none() {
+            // Popularity, or a user with no known history: the cold-start answer.
+            return match &self.algorithm {
+                Algorithm::RatingKnn(r) => {
+                    let (rated, bu) = r.user_state(history, n_items);
+                    Scored { placed: false, ..Scored::all((0..n_items).map(|i| r.predict(i, &rated, bu).0).collect()) }
+                }
+                _ => Scored::popular(self),
+            };
+        }
+        let or_popular = |s: Option<Vec<f32>>| s.map(Scored::all).unwrap_or_else(|| Scored::popular(self));
+        let mut scored = match &self.algorithm {
+            Algorithm::Popularity => Scored::popular(self),
+            Algorithm::ItemKnn(nb) => {
+                let mut scores = vec![0f32; n_items];
+                let mut reached = vec![false; n_items];
+                nb.score_history(history, &mut scores, &mut reached);
+                Scored { scores, reached, cold: Vec::new(), placed: true }
+            }
+            Algorithm::RatingKnn(r) => {
+                let (rated, bu) = r.user_state(history, n_items);
+                Scored::all((0..n_items).map(|i| r.predict(i, &rated, bu).0).collect())
+            }
+            Algorithm::Ease(e) => {
+                let mut scores = vec![0f32; n_items];
+                e.score_history(history, &mut scores);
+                Scored::all(scores)
+            }
+            Algorithm::Ncf(m) => or_popular(self.ncf_scores(m, req.user_id)),
+            Algorithm::TwoTower(_) | Algorithm::Content(_) => match &text_user {
+                Some(u) => {
+                    let (scores, reached) = self.text_scores(u);
+                    Scored { scores, reached, cold: self.cold_items(u, req), placed: true }
+                }
+                None => Scored::popular(self),
+            },
+            Algorithm::Sequential(m) => or_popular(self.sequence_scores(m, req.history)),
+            Algorithm::UserKnn(m) => {
+                let neighbours = self.user_neighbours(m, req.user_id, history);
+                let (mut scores, mut reached) = (vec![0f32; n_items], vec![false; n_items]);
+                m.score(&neighbours, &mut scores, &mut reached);
+                Scored { scores, reached, cold: Vec::new(), placed: true }
+            }
+            Algorithm::Factors(f) => or_popular(f.user_vector(req.user_id, history).map(|u| (0..n_items).map(|i| f.score(&u, i)).collect())),
+            Algorithm::Hybrid(_) => unreachable!("handled above"),
+        };
+        scored.cold.sort_unstable_by_key(|c| c.0);
+        scored
     }
 
     fn unsupported(&self, what: &str, hint: &str) -> RecsysError {
@@ -480,6 +624,19 @@ impl Model {
             }
             (Algorithm::Factors(f), _) => Factors::nearest(&f.items, f.k, i as usize, n),
             (Algorithm::TwoTower(m), _) => Factors::nearest(&m.item_vectors, m.k, i as usize, n),
+            (Algorithm::Ncf(m), _) => {
+                let (v, k) = m.item_vectors()?;
+                Factors::nearest(&v, k, i as usize, n)
+            }
+            // The highest-weighted member that has item similarities answers for the hybrid.
+            (Algorithm::Hybrid(h), _) => {
+                let mut by_weight: Vec<&(f32, Model)> = h.members.iter().collect();
+                by_weight.sort_by(|a, b| b.0.total_cmp(&a.0));
+                return by_weight
+                    .into_iter()
+                    .find_map(|(_, m)| m.similar_items(item_id, n).ok())
+                    .ok_or_else(|| self.unsupported("similar_items", "add an item_knn, ease, content or factor member"));
+            }
             (Algorithm::Sequential(m), _) => {
                 let e = m.item_embeddings().and_then(|t| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(crate::engine::neural::candle))?;
                 Factors::nearest(&e, e.len() / self.n_items(), i as usize, n)
@@ -542,6 +699,10 @@ impl Model {
             Algorithm::Ncf(m) => self.ncf_scores(m, user_id).map(|s| s[i]),
             Algorithm::Sequential(m) => self.sequence_scores(m, history_in_order).map(|s| s[i]),
             Algorithm::TwoTower(_) | Algorithm::Content(_) => self.text_user(history_in_order, &[]).map(|u| self.text_scores(&u).0[i]),
+            Algorithm::Hybrid(_) => {
+                let req = Request { user_id, history: history_in_order, n: 0, exclude_seen: false, candidates: None, items: &[] };
+                Some(self.score(&req, &history).scores[i])
+            }
             Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
                 Some(u) => Some(f.predict(&u, i)),
                 None if f.kind.explicit() => Some(f.baseline(i)),
@@ -551,56 +712,113 @@ impl Model {
     }
 
     /// The user's items that contribute most to `item_id`'s score, (item id, contribution),
-    /// largest first: weight × similarity for item-kNN; for factor models the split of the
-    /// folded-in score over the history (implicit's ALS explain).
+    /// largest first. See `explain_items`.
     pub fn explain(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
-        let history_in_order = history;
-        if let Algorithm::Popularity = self.algorithm {
-            return Err(self.unsupported("explain", "popularity scores do not depend on the user; train item_knn or a factor model"));
+        Ok(self.explain_items(user_id, history, &[item_id], n).pop().unwrap_or_default())
+    }
+
+    /// For each target item, the user's items that contribute most to its score, largest first:
+    /// weight × similarity for item-kNN and EASE; the split of the folded-in score over the
+    /// history for factor models (implicit's ALS explain); each item's share of the cosine for
+    /// content; the drop in the target's score when the item is left out of the history for
+    /// sequential and two_tower; weight × item-embedding cosine for NCF (whose score comes from
+    /// the user's embedding, not the history); members' shares times their weights for a hybrid.
+    /// Popularity scores do not depend on the user: no item explains them. An item the model
+    /// does not know gets no rows.
+    pub fn explain_items(&self, user_id: Option<i64>, history: &[(i64, f32)], targets: &[i64], n: usize) -> Vec<Vec<(i64, f32)>> {
+        let known = self.known_history(history);
+        let idx: Vec<Option<usize>> = targets.iter().map(|&t| index_of(&self.item_ids, t).map(|i| i as usize)).collect();
+        let finish = |parts: Vec<(u32, f32)>| -> Vec<(i64, f32)> {
+            top_k(parts.into_iter().filter(|p| p.1 > 0.0), n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect()
+        };
+        match &self.algorithm {
+            Algorithm::Sequential(_) | Algorithm::TwoTower(_) => {
+                // Leave-one-out: the base score minus the score without each (recent) history item.
+                let req = |h: &'_ [(i64, f32)]| self.score(&Request { user_id, history: h, n: 0, exclude_seen: false, candidates: None, items: &[] }, &self.known_history(h)).scores;
+                let base = req(history);
+                let recent: Vec<usize> = (0..history.len()).rev().filter(|&p| index_of(&self.item_ids, history[p].0).is_some()).take(OCCLUSION_ITEMS).collect();
+                let without: Vec<(u32, Vec<f32>)> = recent
+                    .iter()
+                    .map(|&p| {
+                        let h: Vec<(i64, f32)> = history.iter().enumerate().filter(|q| q.0 != p).map(|q| *q.1).collect();
+                        (index_of(&self.item_ids, history[p].0).unwrap_or(0), req(&h))
+                    })
+                    .collect();
+                idx.iter()
+                    .map(|i| match i {
+                        Some(i) => finish(without.iter().map(|(j, s)| (*j, base[*i] - s[*i])).collect()),
+                        None => Vec::new(),
+                    })
+                    .collect()
+            }
+            Algorithm::Hybrid(h) => {
+                let member_parts: Vec<(f32, Vec<Vec<(i64, f32)>>)> =
+                    h.members.iter().map(|(w, m)| (*w, m.explain_items(user_id, history, targets, usize::MAX))).collect();
+                (0..targets.len())
+                    .map(|t| {
+                        let mut total: HashMap<u32, f32> = HashMap::new();
+                        for (w, parts) in &member_parts {
+                            let sum: f32 = parts[t].iter().map(|p| p.1).sum();
+                            for &(id, c) in &parts[t] {
+                                if let Some(j) = index_of(&self.item_ids, id) {
+                                    *total.entry(j).or_default() += w * c / sum;
+                                }
+                            }
+                        }
+                        finish(total.into_iter().collect())
+                    })
+                    .collect()
+            }
+            _ => idx
+                .iter()
+                .map(|i| match i {
+                    Some(i) => finish(self.contributions(user_id, history, &known, *i)),
+                    None => Vec::new(),
+                })
+                .collect(),
         }
-        if let Algorithm::Ncf(_) | Algorithm::Sequential(_) | Algorithm::TwoTower(_) = self.algorithm {
-            return Err(self.unsupported("explain", "train item_knn, user_knn, ease or a factor model to explain"));
-        }
-        let Some(i) = index_of(&self.item_ids, item_id) else { return Ok(Vec::new()) };
-        let history = self.known_history(history);
-        let parts: Vec<(u32, f32)> = match &self.algorithm {
+    }
+
+    /// Each known history item's part of item `i`'s score (models whose score decomposes).
+    fn contributions(&self, user_id: Option<i64>, history_in_order: &[(i64, f32)], history: &[(u32, f32)], i: usize) -> Vec<(u32, f32)> {
+        match &self.algorithm {
             Algorithm::ItemKnn(nb) => history
                 .iter()
                 .filter_map(|&(j, w)| {
                     let (idx, s) = nb.row(j as usize);
-                    idx.iter().position(|&x| x == i).map(|p| (j, w * s[p]))
+                    idx.iter().position(|&x| x as usize == i).map(|p| (j, w * s[p]))
                 })
                 .collect(),
-            Algorithm::Ease(e) => history.iter().map(|&(j, w)| (j, w * e.row(j as usize)[i as usize])).collect(),
+            Algorithm::Ease(e) => history.iter().map(|&(j, w)| (j, w * e.row(j as usize)[i])).collect(),
             Algorithm::RatingKnn(r) => {
-                let (rated, bu) = r.user_state(&history, self.n_items());
-                r.predict(i as usize, &rated, bu).1
+                let (rated, bu) = r.user_state(history, self.n_items());
+                r.predict(i, &rated, bu).1
             }
-            Algorithm::UserKnn(m) => m.explain(&history, &self.user_neighbours(m, user_id, &history), i),
-            Algorithm::Factors(f) if !history.is_empty() => f.explain(&history, i as usize),
+            Algorithm::UserKnn(m) => m.explain(history, &self.user_neighbours(m, user_id, history), i as u32),
+            Algorithm::Factors(f) if !history.is_empty() => f.explain(history, i),
+            Algorithm::Ncf(m) => match m.item_vectors() {
+                Ok((v, k)) => {
+                    let row = |j: usize| &v[j * k..(j + 1) * k];
+                    history.iter().map(|&(j, w)| (j, w * crate::engine::linalg::cosine(row(j as usize), row(i)))).collect()
+                }
+                Err(_) => Vec::new(),
+            },
             Algorithm::Content(c) => {
                 // score = Σ_j w_j (v_j · v_i) / ‖Σ_j w_j v_j‖: each history item's share
                 let parts = self.content_history(c, history_in_order, &[]);
-                let raw: Vec<(u32, f32)> = {
-                    let mut sum: std::collections::BTreeMap<u32, f32> = Default::default();
-                    parts.iter().for_each(|(t, v, w)| t.iter().zip(v).for_each(|(&t, &x)| *sum.entry(t).or_default() += w * x));
-                    sum.into_iter().collect()
-                };
-                let norm = raw.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt();
-                let (ti, vi) = c.vectors.row(i as usize);
+                let norm = c.profile_norm(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
+                let (ti, vi) = c.vectors.row(i);
                 history
                     .iter()
-                    .filter_map(|&(j, w)| {
+                    .map(|&(j, w)| {
                         let (tj, vj) = c.vectors.row(j as usize);
                         let own: Vec<(u32, f32)> = tj.iter().copied().zip(vj.iter().copied()).collect();
-                        let s = w * Content::cosine(&own, ti, vi) / norm.max(f32::MIN_POSITIVE);
-                        (s > 0.0).then_some((j, s))
+                        (j, w * Content::cosine(&own, ti, vi) / norm.max(f32::MIN_POSITIVE))
                     })
                     .collect()
             }
             _ => Vec::new(),
-        };
-        Ok(top_k(parts, n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect())
+        }
     }
 
     /// (item, neighbour, score) rows for `recsys.item_neighbors`, when the model has them.
@@ -667,6 +885,11 @@ impl Model {
             w.u64(m.blocks as u64);
             w.bytes(&m.weights.to_safetensors().unwrap_or_default());
         }
+        if let Algorithm::Hybrid(h) = &self.algorithm {
+            w.u64(h.fusion.code());
+            w.f32s(&h.members.iter().map(|m| m.0).collect::<Vec<_>>());
+            h.members.iter().for_each(|m| w.bytes(&m.1.encode()));
+        }
         if let Algorithm::Factors(f) = &self.algorithm {
             w.u64(f.k as u64);
             w.i64s(&f.user_ids);
@@ -726,6 +949,24 @@ impl Model {
                     return Err(corrupt("content vectors"));
                 }
                 Algorithm::Content(Content::new(terms, idf, flags[0] as usize, flags[1] == 1, vectors, neighbors))
+            }
+            "hybrid" => {
+                let fusion = Fusion::from_code(r.u64()?).ok_or_else(|| corrupt("hybrid fusion"))?;
+                let weights = r.f32s()?;
+                let members = weights
+                    .iter()
+                    .map(|&w| {
+                        let m = Model::decode(&r.bytes()?)?;
+                        if m.item_ids != item_ids || matches!(m.algorithm, Algorithm::Hybrid(_)) {
+                            return Err(corrupt("hybrid member catalogue"));
+                        }
+                        Ok((w, m))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                if members.len() < 2 {
+                    return Err(corrupt("hybrid members"));
+                }
+                Algorithm::Hybrid(Hybrid { members, fusion })
             }
             "item_knn_ratings" => {
                 let neighbors = decode_neighbors(&mut r, item_ids.len())?;
@@ -975,5 +1216,73 @@ mod tests {
             f.items.pop();
         }
         assert_eq!(Model::decode(&bad.encode()).unwrap_err().kind, ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn hybrid_fuses_members_and_round_trips() {
+        let h = fit("hybrid", json!({"members": [{"algorithm": "item_knn", "weight": 2}, {"algorithm": "ease", "params": {"lambda": 1.0}}]}));
+        let Algorithm::Hybrid(inner) = &h.algorithm else { panic!("not a hybrid") };
+        assert_eq!(inner.members.len(), 2);
+        assert_eq!(inner.fusion, Fusion::Score);
+        let got = h.recommend(&req(&[(10, 1.0)], 10, None));
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0].0, 20, "both members put 20 first: {got:?}");
+        assert_eq!(Model::decode(&h.encode()).unwrap(), h);
+        assert!(h.predict(None, &[(10, 1.0)], 20).unwrap() > h.predict(None, &[(10, 1.0)], 30).unwrap());
+        // explain splits the fused score over the history; similar_items comes from a member
+        let why = h.explain(None, &[(10, 1.0), (30, 1.0)], 20, 5).unwrap();
+        assert_eq!(why[0].0, 10);
+        assert_eq!(h.similar_items(10, 1).unwrap()[0].0, 20);
+        let rank = fit("hybrid", json!({"members": [{"algorithm": "item_knn"}, {"algorithm": "popularity"}], "fusion": "rank"}));
+        assert_eq!(rank.recommend(&req(&[(10, 1.0)], 10, None)).len(), 4);
+        for bad in [
+            json!({"members": [{"algorithm": "ease"}]}),
+            json!({"members": [{"algorithm": "ease"}, {"algorithm": "hybrid"}]}),
+            json!({"members": [{"algorithm": "ease", "weight": 0}, {"algorithm": "als"}]}),
+            json!({"members": [{"algorithm": "ease", "params": {"nope": 1}}, {"algorithm": "als"}]}),
+            json!({"members": [{"algorithm": "ease", "wieght": 1}, {"algorithm": "als"}]}),
+        ] {
+            assert_eq!(Spec::parse("hybrid", &bad).unwrap_err().kind, ErrorKind::InvalidParameter, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_algorithm_explains_and_gives_reasons() {
+        let history = [(10, 1.0), (20, 1.0)];
+        for (alg, params) in [
+            ("popularity", json!({})),
+            ("item_knn", json!({})),
+            ("user_knn", json!({})),
+            ("ease", json!({"lambda": 1.0})),
+            ("als", json!({"factors": 3, "iterations": 3})),
+            ("bpr", json!({"factors": 3, "epochs": 3})),
+            ("ncf", json!({"factors": 2, "hidden": 4, "epochs": 1})),
+        ] {
+            let m = fit(alg, params);
+            let why = m.explain(None, &history, 50, 5).unwrap();
+            assert!(why.iter().all(|p| p.1 > 0.0 && (p.0 == 10 || p.0 == 20)), "{alg}: {why:?}");
+            let recs = m.recommend_with_reasons(&Request { user_id: Some(1), history: &history, n: 3, exclude_seen: true, candidates: None, items: &[] });
+            assert_eq!(recs.len(), 3, "{alg}");
+            assert!(recs.iter().all(|r| !r.2.is_empty()), "{alg}: {recs:?}");
+            if alg == "popularity" {
+                assert!(why.is_empty() && recs.iter().all(|r| r.2 == "popular"));
+            }
+        }
+        // item_knn: 50 is reached from 10 and 20; 30 and 40 only fill the list
+        let m = fit("item_knn", json!({}));
+        let recs = m.recommend_with_reasons(&req(&history, 3, None));
+        assert_eq!(recs[0].2, "because of item 10 and item 20 in your history");
+        assert_eq!(recs[1].2, "popular");
+        // a user with no history gets the popularity answer
+        assert!(m.recommend_with_reasons(&req(&[], 2, None)).iter().all(|r| r.2 == "popular"));
+        // content names the shared words
+        let mut texts = data();
+        texts.item_text = Some(["red apple", "green apple", "blue sky", "blue car", "red car"].map(String::from).to_vec());
+        let c = Spec::parse("content", &json!({})).unwrap().0.fit(&texts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
+        let items: Vec<(i64, String)> = [(10, "red apple"), (20, "green apple"), (30, "blue sky"), (40, "blue car"), (50, "red car")]
+            .map(|(i, t)| (i, t.to_string()))
+            .to_vec();
+        let recs = c.recommend_with_reasons(&Request { user_id: None, history: &[(10, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
+        assert!(recs[0].2.starts_with("similar to \"red apple\" (shared words: "), "{recs:?}");
     }
 }

@@ -89,6 +89,13 @@ impl Ncf {
         self.forward(&users, &items)?.to_vec1::<f32>().map_err(candle)
     }
 
+    /// Each item's GMF and MLP embeddings side by side (n_items × width), and the width.
+    pub fn item_vectors(&self) -> Result<(Vec<f32>, usize)> {
+        let t = Tensor::cat(&[self.weights.get("item_gmf")?, self.weights.get("item_mlp")?], 1).map_err(candle)?;
+        let k = t.dims()[1];
+        Ok((t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle)?, k))
+    }
+
     pub fn from_safetensors(user_ids: Vec<i64>, n_items: usize, bytes: &[u8]) -> Result<Ncf> {
         let m = Ncf { user_ids, weights: Weights::from_safetensors(bytes)? };
         let (u, i) = (m.weights.dims("user_gmf", 2)?, m.weights.dims("item_gmf", 2)?);

@@ -81,6 +81,17 @@ impl Params {
         Ok(v)
     }
 
+    /// A field's JSON as given (None when absent or null), for structured params; the caller
+    /// stores its effective form with `set`.
+    pub fn raw(&mut self, name: &'static str) -> Option<Value> {
+        self.known.push(name);
+        self.given.get(name).filter(|v| !v.is_null()).cloned()
+    }
+
+    pub fn set(&mut self, name: &str, value: Value) {
+        self.effective.insert(name.to_string(), value);
+    }
+
     /// Refuse fields the algorithm does not know (a typo must not be silently ignored).
     pub fn finish(self) -> Result<Value> {
         let mut unknown: Vec<&String> = self.given.keys().filter(|k| !self.known.contains(&k.as_str())).collect();
