@@ -73,6 +73,9 @@ for u in 1 2 3; do
     LEFT JOIN items hi ON hi.item_id = hist.item_id
     ORDER BY 1"
 done
+echo "== why: user 1's top 5 with reasons"
+$P -c "SELECT r.rank, left(coalesce(i.title, r.item_id::text), 40) AS recommended, r.reason
+       FROM recsys.recommend(1, 5, 'demo', with_reasons => true) r LEFT JOIN items i USING (item_id) ORDER BY r.rank"
 echo "== a brand-new user (no history) gets the popularity answer"
-$P -c "SELECT * FROM recsys.recommend(-1, 5, 'demo')"
+$P -c "SELECT * FROM recsys.recommend(-1, 5, 'demo', with_reasons => true)"
 echo "demo: database $DB on the scratch cluster (psql -h $PGHOST -p $PGPORT -U postgres $DB)"

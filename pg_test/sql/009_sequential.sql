@@ -22,6 +22,10 @@ INSERT INTO s9 VALUES (900, 3, timestamptz '2024-01-01'), (900, 4, timestamptz '
 SELECT item_id FROM recsys.recommend(900, 1, 'seq');
 SELECT count(*) AS popularity_rows FROM recsys.recommend(424242, 3, 'seq');
 SELECT count(*) AS similar FROM recsys.similar_items(5, 3, 'seq');
+-- explain: how much the next item's score drops when a history item is left out
+SELECT count(*) > 0 AS explained, bool_and(contribution > 0) AS positive,
+       bool_and(because_item_id IN (SELECT item_id FROM s9 WHERE user_id = 7)) AS from_history
+  FROM recsys.explain(7, (SELECT item_id FROM recsys.recommend(7, 1, 'seq')), 'seq');
 
 -- persistence across connections
 CREATE TABLE before9 AS SELECT item_id, score, rank FROM recsys.recommend(7, 5, 'seq');
@@ -31,7 +35,6 @@ SELECT count(*) AS same_after_reconnect FROM recsys.recommend(7, 5, 'seq') r JOI
  WHERE r.item_id = b.item_id AND r.score = b.score;
 
 -- errors
-SELECT regress.err($$SELECT * FROM recsys.explain(0, 7, 'seq')$$);
 SELECT regress.err($$SELECT * FROM recsys.train('x', 's9', 'sequential', '{"max_len": 1}', time_column => 'ts')$$);
 SELECT regress.err($$SELECT * FROM recsys.train('x', 's9', 'sequential', time_column => 'nope')$$);
 SELECT regress.err($$SELECT * FROM recsys.tune('x', 's9', 'sequential', '{"epochs": [1, 2]}')$$);

@@ -31,7 +31,10 @@ SELECT count(*) FILTER (WHERE item_id IN (98, 99)) AS new_items_ranked FROM recs
 INSERT INTO tt VALUES (500, 99);
 SELECT bool_and(item_id <= 10) AS fruit_from_new_item FROM recsys.recommend(500, 3, 'tt');
 SELECT count(*) AS similar FROM recsys.similar_items(1, 3, 'tt');
-SELECT regress.err($$SELECT * FROM recsys.explain(1, 2, 'tt')$$);
+-- explain: leave-one-out over the history; reasons in words
+SELECT count(*) > 0 AS explained, bool_and(because_item_id IN (SELECT item_id FROM tt WHERE user_id = 1)) AS from_history
+  FROM recsys.explain(1, (SELECT item_id FROM recsys.recommend(1, 1, 'tt')), 'tt');
+SELECT count(*) AS reasons FROM recsys.recommend(1, 3, 'tt', with_reasons => true) WHERE reason LIKE 'because of "%';
 
 -- persistence across connections
 CREATE TABLE before10 AS SELECT item_id, score, rank FROM recsys.recommend(3, 5, 'tt');

@@ -190,6 +190,12 @@ pub struct Hybrid {
     pub fusion: Fusion,
 }
 
+/// Recommendations with optional reasons, and whether the history placed the user.
+pub struct Answer {
+    pub rows: Vec<(i64, f32, Option<String>)>,
+    pub placed: bool,
+}
+
 /// Every trained item's score for one request and which items the model reached (the others
 /// are filled by popularity), plus eligible untrained items scored from their text.
 struct Scored {
@@ -439,11 +445,18 @@ impl Model {
         self.rank(req).0
     }
 
-    /// `recommend` with a reason in words for each item: "because of X and Y in your history",
+    /// `recommend`, with a reason for each item when asked, and whether the user's history
+    /// placed the user (false: the popularity answer, where a fallback model may do better).
+    pub fn answer(&self, req: &Request, with_reasons: bool) -> Answer {
+        let (recs, scored) = self.rank(req);
+        let reasons = if with_reasons { self.reasons(req, &recs, &scored) } else { vec![None; recs.len()] };
+        Answer { rows: recs.into_iter().zip(reasons).map(|((i, s), r)| (i, s, r)).collect(), placed: scored.placed }
+    }
+
+    /// A reason in words for each recommended item: "because of X and Y in your history",
     /// "similar to X (shared words: …)" for content, "popular" for the popularity answer and
     /// for items that fill the list.
-    pub fn recommend_with_reasons(&self, req: &Request) -> Vec<(i64, f32, String)> {
-        let (recs, scored) = self.rank(req);
+    fn reasons(&self, req: &Request, recs: &[(i64, f32)], scored: &Scored) -> Vec<Option<String>> {
         let name = |id: i64| match req.items.iter().find(|p| p.0 == id) {
             Some((_, text)) if !text.trim().is_empty() => {
                 let words: Vec<&str> = text.split_whitespace().take(6).collect();
@@ -458,11 +471,11 @@ impl Model {
         };
         recs.iter()
             .zip(explained)
-            .map(|(&(id, score), because)| {
+            .map(|(&(id, _), because)| {
                 let trained = index_of(&self.item_ids, id).map(|i| i as usize);
                 let filled = trained.is_some_and(|i| !scored.reached[i]);
                 if matches!(self.algorithm, Algorithm::Popularity) || !scored.placed || filled {
-                    return (id, score, "popular".to_string());
+                    return Some("popular".to_string());
                 }
                 if let Some((c, parts)) = &content_parts {
                     let target: Vec<(u32, f32)> = match trained {
@@ -482,16 +495,17 @@ impl Model {
                         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
                     if let Some((j, _, own)) = best.filter(|b| b.1 > 0.0) {
                         let words = c.shared_terms(&own, &target, 3);
-                        return (id, score, format!("similar to {} (shared words: {})", name(j), words.join(", ")));
+                        return Some(format!("similar to {} (shared words: {})", name(j), words.join(", ")));
                     }
                 }
+                let because: Vec<&(i64, f32)> = because.iter().filter(|b| b.1 > 0.0).collect();
                 let reason = match (because.as_slice(), trained) {
                     ([a], _) => format!("because of {} in your history", name(a.0)),
                     ([a, b, ..], _) => format!("because of {} and {} in your history", name(a.0), name(b.0)),
                     (_, None) => "a new item whose text matches your history".to_string(),
                     _ => format!("what the {} model predicts from your history", self.algorithm_name()),
                 };
-                (id, score, reason)
+                Some(reason)
             })
             .collect()
     }
@@ -729,7 +743,7 @@ impl Model {
         let known = self.known_history(history);
         let idx: Vec<Option<usize>> = targets.iter().map(|&t| index_of(&self.item_ids, t).map(|i| i as usize)).collect();
         let finish = |parts: Vec<(u32, f32)>| -> Vec<(i64, f32)> {
-            top_k(parts.into_iter().filter(|p| p.1 > 0.0), n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect()
+            top_k(parts, n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect()
         };
         match &self.algorithm {
             Algorithm::Sequential(_) | Algorithm::TwoTower(_) => {
@@ -746,7 +760,7 @@ impl Model {
                     .collect();
                 idx.iter()
                     .map(|i| match i {
-                        Some(i) => finish(without.iter().map(|(j, s)| (*j, base[*i] - s[*i])).collect()),
+                        Some(i) => finish(without.iter().map(|(j, s)| (*j, base[*i] - s[*i])).filter(|p| p.1 > 0.0).collect()),
                         None => Vec::new(),
                     })
                     .collect()
@@ -758,14 +772,14 @@ impl Model {
                     .map(|t| {
                         let mut total: HashMap<u32, f32> = HashMap::new();
                         for (w, parts) in &member_parts {
-                            let sum: f32 = parts[t].iter().map(|p| p.1).sum();
-                            for &(id, c) in &parts[t] {
+                            let sum: f32 = parts[t].iter().map(|p| p.1.max(0.0)).sum();
+                            for &(id, c) in parts[t].iter().filter(|p| p.1 > 0.0) {
                                 if let Some(j) = index_of(&self.item_ids, id) {
                                     *total.entry(j).or_default() += w * c / sum;
                                 }
                             }
                         }
-                        finish(total.into_iter().collect())
+                        finish(total.into_iter().filter(|p| p.1 > 0.0).collect())
                     })
                     .collect()
             }
@@ -799,7 +813,11 @@ impl Model {
             Algorithm::Ncf(m) => match m.item_vectors() {
                 Ok((v, k)) => {
                     let row = |j: usize| &v[j * k..(j + 1) * k];
-                    history.iter().map(|&(j, w)| (j, w * crate::engine::linalg::cosine(row(j as usize), row(i)))).collect()
+                    history
+                        .iter()
+                        .map(|&(j, w)| (j, w * crate::engine::linalg::cosine(row(j as usize), row(i))))
+                        .filter(|p| p.1 > 0.0)
+                        .collect()
                 }
                 Err(_) => Vec::new(),
             },
@@ -815,6 +833,7 @@ impl Model {
                         let own: Vec<(u32, f32)> = tj.iter().copied().zip(vj.iter().copied()).collect();
                         (j, w * Content::cosine(&own, ti, vi) / norm.max(f32::MIN_POSITIVE))
                     })
+                    .filter(|p| p.1 > 0.0)
                     .collect()
             }
             _ => Vec::new(),
@@ -1246,6 +1265,10 @@ mod tests {
         }
     }
 
+    fn reasons(m: &Model, r: &Request) -> Vec<(i64, f32, String)> {
+        m.answer(r, true).rows.into_iter().map(|(i, s, r)| (i, s, r.unwrap())).collect()
+    }
+
     #[test]
     fn every_algorithm_explains_and_gives_reasons() {
         let history = [(10, 1.0), (20, 1.0)];
@@ -1260,8 +1283,8 @@ mod tests {
         ] {
             let m = fit(alg, params);
             let why = m.explain(None, &history, 50, 5).unwrap();
-            assert!(why.iter().all(|p| p.1 > 0.0 && (p.0 == 10 || p.0 == 20)), "{alg}: {why:?}");
-            let recs = m.recommend_with_reasons(&Request { user_id: Some(1), history: &history, n: 3, exclude_seen: true, candidates: None, items: &[] });
+            assert!(why.iter().all(|p| p.0 == 10 || p.0 == 20), "{alg}: {why:?}");
+            let recs = reasons(&m, &Request { user_id: Some(1), history: &history, n: 3, exclude_seen: true, candidates: None, items: &[] });
             assert_eq!(recs.len(), 3, "{alg}");
             assert!(recs.iter().all(|r| !r.2.is_empty()), "{alg}: {recs:?}");
             if alg == "popularity" {
@@ -1270,11 +1293,11 @@ mod tests {
         }
         // item_knn: 50 is reached from 10 and 20; 30 and 40 only fill the list
         let m = fit("item_knn", json!({}));
-        let recs = m.recommend_with_reasons(&req(&history, 3, None));
+        let recs = reasons(&m, &req(&history, 3, None));
         assert_eq!(recs[0].2, "because of item 10 and item 20 in your history");
         assert_eq!(recs[1].2, "popular");
         // a user with no history gets the popularity answer
-        assert!(m.recommend_with_reasons(&req(&[], 2, None)).iter().all(|r| r.2 == "popular"));
+        assert!(reasons(&m, &req(&[], 2, None)).iter().all(|r| r.2 == "popular"));
         // content names the shared words
         let mut texts = data();
         texts.item_text = Some(["red apple", "green apple", "blue sky", "blue car", "red car"].map(String::from).to_vec());
@@ -1282,7 +1305,7 @@ mod tests {
         let items: Vec<(i64, String)> = [(10, "red apple"), (20, "green apple"), (30, "blue sky"), (40, "blue car"), (50, "red car")]
             .map(|(i, t)| (i, t.to_string()))
             .to_vec();
-        let recs = c.recommend_with_reasons(&Request { user_id: None, history: &[(10, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
+        let recs = reasons(&c, &Request { user_id: None, history: &[(10, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
         assert!(recs[0].2.starts_with("similar to \"red apple\" (shared words: "), "{recs:?}");
     }
 }

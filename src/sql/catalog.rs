@@ -28,6 +28,8 @@ pub struct ModelRow {
     pub trained_at: String,
     pub source: String,
     pub columns: Value,
+    /// The effective params; serving reads `fallback` from them.
+    pub params: Value,
 }
 
 /// What a training run produced, to be written as a new version.
@@ -187,7 +189,7 @@ fn deployed_row(name: &str) -> SqlResult<Option<ModelRow>> {
     Spi::connect(|client| {
         let table = client
             .select(
-                "SELECT id, version, trained_at::text, source, columns FROM recsys.models \
+                "SELECT id, version, trained_at::text, source, columns, params FROM recsys.models \
                  WHERE name = $1 AND deployed",
                 None,
                 &[name.into()],
@@ -204,6 +206,7 @@ fn deployed_row(name: &str) -> SqlResult<Option<ModelRow>> {
                     trained_at: row.get::<String>(3).map_err(spi)?.ok_or_else(get_err)?,
                     source: row.get::<String>(4).map_err(spi)?.ok_or_else(get_err)?,
                     columns: row.get::<JsonB>(5).map_err(spi)?.ok_or_else(get_err)?.0,
+                    params: row.get::<JsonB>(6).map_err(spi)?.map(|j| j.0).unwrap_or(Value::Null),
                 }))
             }
         }

@@ -7,11 +7,16 @@ use std::rc::Rc;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
+use std::collections::HashSet;
+
+use pgrx::PgRelation;
+
 use crate::engine::model::{Model, Request};
+use crate::engine::RecsysError;
 use crate::sql::cache;
 use crate::sql::catalog::{self, ModelRow};
 use crate::sql::errors::{positive_n, required, SqlResult};
-use crate::sql::source::Source;
+use crate::sql::source::{qualified_name, Source};
 
 /// The deployed model, its source and the user's current history.
 fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Source, Vec<(i64, f32)>)> {
@@ -21,6 +26,10 @@ fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Source, V
     Ok((fitted, source, history))
 }
 
+/// How many fallback models one call may follow (a chain, never a cycle).
+const MAX_FALLBACKS: usize = 3;
+
+#[allow(clippy::too_many_arguments)]
 #[pg_extern(stable)]
 fn recommend(
     user_id: Option<i64>,
@@ -28,26 +37,56 @@ fn recommend(
     model: default!(Option<&str>, "NULL"),
     exclude_seen: default!(Option<bool>, true),
     candidates: default!(Option<Vec<Option<i64>>>, "NULL"),
-) -> Result<TableIterator<'static, (name!(item_id, i64), name!(score, f32), name!(rank, i32))>, ErrorReport> {
+    filter: default!(Option<&str>, "NULL"),
+    items: default!(Option<PgRelation>, "NULL"),
+    with_reasons: default!(Option<bool>, false),
+) -> Result<TableIterator<'static, (name!(item_id, i64), name!(score, f32), name!(rank, i32), name!(reason, Option<String>))>, ErrorReport> {
     let n = positive_n(n)?;
     let exclude_seen = required(exclude_seen, "exclude_seen")?;
-    let row = catalog::resolve(model)?;
+    let with_reasons = required(with_reasons, "with_reasons")?;
+    let mut row = catalog::resolve(model)?;
     // Like a STRICT function: no user, no rows (checked after the model, so a bad name still errors).
     let Some(user_id) = user_id else { return Ok(TableIterator::new(Vec::new())) };
-    let (fitted, source, history) = with_history(&row, user_id)?;
-    // Models that encode item text see the items table as it is now (new items included).
-    let items = if fitted.reads_item_text() { source.item_texts()? } else { Vec::new() };
     // NULL candidates inside the array match nothing, as in `item_id IN (...)`.
-    let candidates: Option<Vec<i64>> = candidates.map(|c| c.into_iter().flatten().collect());
-    let recs = fitted.recommend(&Request {
-        user_id: Some(user_id),
-        history: &history,
-        n,
-        exclude_seen,
-        candidates: candidates.as_deref(),
-        items: &items,
-    });
-    Ok(TableIterator::new(recs.into_iter().enumerate().map(|(r, (item, score))| (item, score, r as i32 + 1))))
+    let mut candidates: Option<Vec<i64>> = candidates.map(|c| c.into_iter().flatten().collect());
+    let mut followed = vec![row.name.clone()];
+    loop {
+        let (fitted, source, history) = with_history(&row, user_id)?;
+        if let Some(predicate) = filter {
+            let table = match (&items, &source.items) {
+                (Some(t), _) => qualified_name(t),
+                (None, Some(t)) => t.clone(),
+                (None, None) => {
+                    return Err(RecsysError::invalid(format!("a filter needs an items table, and model \"{}\" has none", row.name))
+                        .with_hint("pass items => 'your_items_table' (keyed by the model's item column)")
+                        .into())
+                }
+            };
+            let allowed: HashSet<i64> = source.filtered_items(&table, predicate)?.into_iter().collect();
+            candidates = Some(match candidates.take() {
+                Some(c) => c.into_iter().filter(|i| allowed.contains(i)).collect(),
+                None => allowed.into_iter().collect(),
+            });
+        }
+        // Models that encode item text see the items table as it is now (new items included).
+        let texts = if fitted.reads_item_text() { source.item_texts()? } else { Vec::new() };
+        let answer = fitted.answer(
+            &Request { user_id: Some(user_id), history: &history, n, exclude_seen, candidates: candidates.as_deref(), items: &texts },
+            with_reasons,
+        );
+        // A user this model cannot place goes to the model's fallback, when it names one.
+        let fallback = row.params.get("fallback").and_then(|f| f.as_str()).map(str::to_string);
+        match fallback {
+            Some(next) if !answer.placed && !followed.contains(&next) && followed.len() <= MAX_FALLBACKS => {
+                row = catalog::resolve(Some(&next))?;
+                followed.push(next);
+            }
+            _ => {
+                let rows = answer.rows.into_iter().enumerate().map(|(r, (item, score, why))| (item, score, r as i32 + 1, why));
+                return Ok(TableIterator::new(rows.collect::<Vec<_>>()));
+            }
+        }
+    }
 }
 
 /// The model's score for one (user, item): a rating clipped to the observed range for rating

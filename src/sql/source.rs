@@ -14,7 +14,6 @@ const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
 const NUMBER_TYPES: &[&str] = &["smallint", "integer", "bigint", "real", "double precision", "numeric"];
 const TIME_TYPES: &[&str] =
     &["timestamp with time zone", "timestamp without time zone", "date", "smallint", "integer", "bigint"];
-const TEXT_TYPES: &[&str] = &["text", "character varying", "character", "name"];
 const BATCH: i64 = 50_000;
 
 /// A behaviour table and the roles of its columns.
@@ -73,6 +72,23 @@ fn column_type(relid: pg_sys::Oid, relation: &str, column: &str, role: &str, all
     }
 }
 
+/// Schema-qualified and quoted: safe to splice into SQL.
+pub fn qualified_name(relation: &PgRelation) -> String {
+    format!("{}.{}", quote_identifier(relation.namespace()), quote_identifier(relation.name()))
+}
+
+/// Run a SELECT that embeds SQL a user wrote (an item_text expression or a filter predicate):
+/// prepared first, so it is exactly one statement (PostgreSQL refuses a second command), and run
+/// read-only with the caller's privileges. Syntax errors and unknown columns come back as
+/// PostgreSQL's own errors (42601, 42703).
+fn user_sql<T>(query: &str, read: impl FnOnce(pgrx::spi::SpiTupleTable) -> SqlResult<T>) -> SqlResult<T> {
+    Spi::connect(|client| {
+        let plan = client.prepare(query, &[]).map_err(spi)?;
+        let table = client.select(&plan, None, &[]).map_err(spi)?;
+        read(table)
+    })
+}
+
 impl Source {
     /// Check that the relation and columns exist and have usable types.
     pub fn resolve(
@@ -82,7 +98,7 @@ impl Source {
         rating_column: Option<&str>,
         time_column: Option<&str>,
     ) -> SqlResult<Source> {
-        let qualified = format!("{}.{}", quote_identifier(relation.namespace()), quote_identifier(relation.name()));
+        let qualified = qualified_name(relation);
         let relid = relation.oid();
         column_type(relid, &qualified, user_column, "user_column", INTEGER_TYPES)?;
         column_type(relid, &qualified, item_column, "item_column", INTEGER_TYPES)?;
@@ -105,13 +121,14 @@ impl Source {
         })
     }
 
-    /// Add an items table, which must have the item column (an integer) and a text column.
+    /// Add an items table, which must have the item column (an integer), and the SQL expression
+    /// over its columns that gives an item's text (a column name, or e.g. `title || ' ' || genres`).
     pub fn with_items(mut self, items: &PgRelation, item_text: &str) -> SqlResult<Source> {
-        let qualified = format!("{}.{}", quote_identifier(items.namespace()), quote_identifier(items.name()));
+        let qualified = qualified_name(items);
         column_type(items.oid(), &qualified, &self.item_column, "item_column", INTEGER_TYPES)?;
-        column_type(items.oid(), &qualified, item_text, "item_text", TEXT_TYPES)?;
         self.items = Some(qualified);
         self.item_text = Some(item_text.to_string());
+        self.item_texts()?; // checks the expression now, before any training
         Ok(self)
     }
 
@@ -119,14 +136,36 @@ impl Source {
     pub fn item_texts(&self) -> SqlResult<Vec<(i64, String)>> {
         let (Some(items), Some(text)) = (&self.items, &self.item_text) else { return Ok(Vec::new()) };
         let item = quote_identifier(&self.item_column);
-        let query = format!("SELECT {item}::int8, coalesce({}::text, '') FROM {items} WHERE {item} IS NOT NULL", quote_identifier(text));
-        Spi::connect(|client| {
-            let table = client.select(query.as_str(), None, &[]).map_err(spi)?;
+        let query = format!("SELECT {item}::int8, ({text}) FROM {items} WHERE {item} IS NOT NULL");
+        user_sql(&query, |table| {
+            let ty = table.column_type_oid(2).map_err(spi)?.value();
+            if ![pg_sys::TEXTOID, pg_sys::VARCHAROID, pg_sys::BPCHAROID, pg_sys::NAMEOID].contains(&ty) {
+                let name = Spi::get_one_with_args::<String>("SELECT format_type($1, NULL)", &[ty.into()]).map_err(spi)?;
+                return Err(RecsysError::new(
+                    ErrorKind::DatatypeMismatch,
+                    format!("item_text expression of {items} has type {}", name.unwrap_or_default()),
+                )
+                .with_hint("item_text must give text, for example title || ' ' || genres, or description::text")
+                .into());
+            }
             let mut out = Vec::with_capacity(table.len());
             for row in table {
-                if let (Some(i), Some(t)) = (row.get::<i64>(1).map_err(spi)?, row.get::<String>(2).map_err(spi)?) {
-                    out.push((i, t));
+                if let Some(i) = row.get::<i64>(1).map_err(spi)? {
+                    out.push((i, row.get::<String>(2).map_err(spi)?.unwrap_or_default()));
                 }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Ids of the rows of `items` (keyed by the item column) for which `predicate` is true.
+    pub fn filtered_items(&self, items: &str, predicate: &str) -> SqlResult<Vec<i64>> {
+        let item = quote_identifier(&self.item_column);
+        let query = format!("SELECT {item}::int8 FROM {items} WHERE ({predicate})");
+        user_sql(&query, |table| {
+            let mut out = Vec::with_capacity(table.len());
+            for row in table {
+                out.extend(row.get::<i64>(1).map_err(spi)?);
             }
             Ok(out)
         })

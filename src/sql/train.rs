@@ -67,6 +67,21 @@ pub(crate) fn check_request(
     Ok(())
 }
 
+/// The `fallback` param (any algorithm): the model that answers for users this one cannot place.
+/// It must be deployed now, and not be the model itself.
+fn take_fallback(name: &str, params: &mut serde_json::Value) -> SqlResult<Option<String>> {
+    let Some(value) = params.as_object_mut().and_then(|o| o.remove("fallback")) else { return Ok(None) };
+    match value.as_str() {
+        Some(f) if f == name => Err(RecsysError::invalid(format!("model \"{name}\" cannot be its own fallback")).into()),
+        Some(f) => {
+            catalog::resolve(Some(f))?;
+            Ok(Some(f.to_string()))
+        }
+        None if value.is_null() => Ok(None),
+        None => Err(RecsysError::invalid(format!("parameter \"fallback\" must be a model name, got {value}")).into()),
+    }
+}
+
 /// Read the whole source (with a NOTICE for skipped rows).
 pub(crate) fn read_source(source: &Source) -> SqlResult<Interactions> {
     let (data, stats) = source.read()?;
@@ -156,8 +171,12 @@ fn train(
     let name = required(model, "model")?;
     let source = required(source, "source")?;
     let algorithm = required(algorithm, "algorithm")?;
-    let params = params.map(|p| p.0).unwrap_or(serde_json::Value::Null);
-    let (spec, effective) = Spec::parse(algorithm, &params)?;
+    let mut params = params.map(|p| p.0).unwrap_or(serde_json::Value::Null);
+    let fallback = take_fallback(name, &mut params)?;
+    let (spec, mut effective) = Spec::parse(algorithm, &params)?;
+    if let (Some(f), Some(e)) = (fallback, effective.as_object_mut()) {
+        e.insert("fallback".into(), f.into());
+    }
     match (spec.needs_item_text(), &items, item_text) {
         (true, Some(_), Some(_)) | (false, None, None) => {}
         (true, _, _) => {
@@ -170,7 +189,7 @@ fn train(
                 ErrorKind::Unsupported,
                 format!("algorithm \"{algorithm}\" does not use items or item_text"),
             )
-            .with_hint("items and item_text are for content and two_tower")
+            .with_hint("items and item_text are for content and two_tower (and hybrids with such a member)")
             .into())
         }
     }
