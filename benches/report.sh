@@ -20,7 +20,8 @@ if [ ! -x $VENV/bin/python ] || ! $VENV/bin/python -c "import implicit, surprise
 fi
 
 now() { date +%s.%N; }
-# Item texts for two_tower: ML-100K u.item (Latin-1; title + genre names), ml-latest-small movies.csv.
+# Item texts for the text models: ML-100K u.item (Latin-1; title + genre names), ml-latest-small
+# movies.csv (title + genres) and the movie's tags from tags.csv.
 python3 - "$SHARED" "$OUT" <<'PY'
 import csv, sys
 shared, out = sys.argv[1], sys.argv[2]
@@ -30,10 +31,13 @@ with open(f"{out}/items_ml100k.csv", "w", newline="") as fh:
     for line in open(f"{shared}/data/ml-100k/u.item", encoding="latin-1"):
         f = line.rstrip("\n").split("|")
         w.writerow([f[0], f[1] + " " + " ".join(g for g, flag in zip(genres, f[5:24]) if flag == "1")])
+tags = {}
+for r in csv.DictReader(open(f"{shared}/data/ml-latest-small/tags.csv", encoding="utf-8")):
+    tags.setdefault(r["movieId"], []).append(r["tag"])
 with open(f"{out}/items_mllatestsmall.csv", "w", newline="") as fh:
     w = csv.writer(fh)
     for r in csv.DictReader(open(f"{shared}/data/ml-latest-small/movies.csv", encoding="utf-8")):
-        w.writerow([r["movieId"], r["title"] + " " + r["genres"].replace("|", " ")])
+        w.writerow([r["movieId"], " ".join([r["title"], r["genres"].replace("|", " ")] + tags.get(r["movieId"], []))])
 PY
 echo "split,algorithm,fit_s,engine_fit_s,recommend_s,metric,value" > $OUT/ours.csv
 for s in $SPLITS; do
@@ -46,7 +50,7 @@ for s in $SPLITS; do
      -c "ANALYZE train" -c "ANALYZE test" \
      -c "CREATE TABLE items (item_id int PRIMARY KEY, text text)" \
      -c "\copy items FROM '$(pwd)/$OUT/items_${s%%_*}.csv' WITH (FORMAT csv)"
-  while IFS='|' read -r alg params; do
+  while IFS='|' read -r label alg params; do
     # two_tower's full softmax over ml-latest-small's 9k items takes minutes an epoch on 2 cores:
     # it is benched on the ML-100K splits only.
     if [ "$alg" = two_tower ] && [ "${s#ml100k}" = "$s" ]; then continue; fi
@@ -58,7 +62,7 @@ for s in $SPLITS; do
       train="SELECT 1 FROM recsys.tune('m', 'train', 'ease', '$params')"
     elif [ "$alg" = ease ]; then
       train="SELECT 1 FROM recsys.train('m', 'train', 'ease')"
-    elif [ "$alg" = two_tower ] || [ "$alg" = content ]; then
+    elif [ "$alg" = two_tower ] || [ "$alg" = content ] || [[ "$params" == *content* ]]; then
       train="SELECT 1 FROM recsys.train('m', 'train', '$alg', '$params', items => 'items', item_text => 'text')"
     else
       train="SELECT 1 FROM recsys.train('m', 'train', '$alg', '$params')"
@@ -69,22 +73,24 @@ for s in $SPLITS; do
     t0=$(now)
     $P -c "\copy (SELECT u.user_id, r.item_id, r.rank FROM (SELECT DISTINCT user_id FROM test) u, LATERAL recsys.recommend(u.user_id, 10, 'm') r) TO '/dev/null'"
     rec=$(python3 -c "print(round($(now) - $t0, 4))")
-    $P -At -F, -c "SELECT '$s', '$alg', $fit, $rec, metric, value FROM recsys.evaluate('m', 'test', 10)" >> $OUT/ours.csv
-    $P -At -F, -c "SELECT '$s', '$alg', $fit, $rec, 'epochs', (params->>'epochs')::float8 FROM recsys.models
+    $P -At -F, -c "SELECT '$s', '$label', $fit, $rec, metric, value FROM recsys.evaluate('m', 'test', 10)" >> $OUT/ours.csv
+    $P -At -F, -c "SELECT '$s', '$label', $fit, $rec, 'epochs', (params->>'epochs')::float8 FROM recsys.models
                      WHERE name = 'm' AND deployed AND params ? 'epochs'" >> $OUT/ours.csv
     $P -c "SELECT recsys.drop_model('m')" >/dev/null
-    echo "bench: $s $alg fit ${fit}s recommend-all ${rec}s"
+    echo "bench: $s $label fit ${fit}s recommend-all ${rec}s"
   done <<'ALGS'
-popularity|{}
-item_knn|{"k": 100}
-user_knn|{}
-ease|{"lambda": [100, 200, 350, 500, 750, 1000, 1500]}
-svd|{}
-als|{}
-bpr|{}
-ncf|{}
-two_tower|{}
-content|{}
+popularity|popularity|{}
+item_knn|item_knn|{"k": 100}
+user_knn|user_knn|{}
+ease|ease|{"lambda": [100, 200, 350, 500, 750, 1000, 1500]}
+svd|svd|{}
+als|als|{}
+bpr|bpr|{}
+ncf|ncf|{}
+two_tower|two_tower|{}
+content|content|{}
+hybrid|hybrid|{"members": [{"algorithm": "ease"}, {"algorithm": "als"}]}
+hybrid_content|hybrid|{"members": [{"algorithm": "ease"}, {"algorithm": "als"}, {"algorithm": "content", "weight": 0.3}]}
 ALGS
 done
 
@@ -106,6 +112,39 @@ for alg in sequential als ease; do
                    FROM recsys.models WHERE name = 't' AND deployed AND params ? 'epochs'" >> $OUT/ours_temporal.csv
   $P -c "SELECT recsys.drop_model('t')" >/dev/null
   echo "bench: temporal $alg done"
+done
+
+# Cold items: 10 % of ML-100K's items (abs(hashint4(item_id)) % 10 = 0) are held out of training
+# entirely; each user who has any of them (in the split's train or test rows) must find them among
+# the held-out items alone (recommend with a filter over the items table): hit-rate@10. Popularity
+# knows none of them; a seeded random ranking of the held-out items is the floor.
+echo "model,hitrate,users,cold_items" > $OUT/ours_cold.csv
+fresh_db pg_recsys_bench
+COLD="abs(hashint4(item_id)) % 10 = 0"
+$P -c "CREATE TABLE alltrain (user_id int, item_id int, rating real, ts bigint)" \
+   -c "\copy alltrain FROM '$SHARED/eval/splits/ml100k_implicit_all_train.csv' WITH (FORMAT csv, HEADER)" \
+   -c "CREATE TABLE alltest (LIKE alltrain)" \
+   -c "\copy alltest FROM '$SHARED/eval/splits/ml100k_implicit_all_test.csv' WITH (FORMAT csv, HEADER)" \
+   -c "CREATE TABLE items (item_id int PRIMARY KEY, text text)" \
+   -c "\copy items FROM '$(pwd)/$OUT/items_ml100k.csv' WITH (FORMAT csv)" \
+   -c "CREATE TABLE ctrain AS SELECT user_id, item_id FROM alltrain WHERE NOT ($COLD)" \
+   -c "CREATE TABLE ctest AS SELECT DISTINCT user_id, item_id FROM (SELECT * FROM alltrain UNION ALL SELECT * FROM alltest) a
+         WHERE $COLD AND user_id IN (SELECT user_id FROM ctrain)" \
+   -c "CREATE INDEX ON ctrain (user_id)" -c "ANALYZE ctrain" >/dev/null
+cold_hits() {  # $1: label, $2: the query giving each test user's 10 items (u.user_id in scope)
+  $P -At -F, -c "SELECT '$1', avg(hit::int), count(*), (SELECT count(*) FROM items WHERE $COLD)
+                   FROM (SELECT u.user_id, EXISTS (SELECT 1 FROM ($2) r JOIN ctest t ON t.user_id = u.user_id AND t.item_id = r.item_id) AS hit
+                         FROM (SELECT DISTINCT user_id FROM ctest) u) x" >> $OUT/ours_cold.csv
+}
+cold_hits random "SELECT item_id FROM items WHERE $COLD ORDER BY md5(u.user_id || ':' || item_id) LIMIT 10"
+for alg in popularity content two_tower; do
+  case $alg in
+    popularity) $P -c "SELECT 1 FROM recsys.train('c', 'ctrain', 'popularity')" >/dev/null ;;
+    *) $P -c "SELECT 1 FROM recsys.train('c', 'ctrain', '$alg', items => 'items', item_text => 'text')" >/dev/null ;;
+  esac
+  cold_hits $alg "SELECT item_id FROM recsys.recommend(u.user_id, 10, 'c', filter => '$COLD', items => 'items')"
+  $P -c "SELECT recsys.drop_model('c')" >/dev/null
+  echo "bench: cold items $alg done"
 done
 
 # Rating prediction on the ML-100K folds u1..u5: RMSE/MAE from recsys.evaluate on each test fold
@@ -158,5 +197,5 @@ if $VENV/bin/python -c "import torch" 2>/dev/null || $VENV/bin/pip install -q to
 fi
 [ ${#TORCH[@]} -gt 0 ] || echo "bench: PyTorch not available, epoch-time comparison skipped"
 $VENV/bin/python benches/report.py --ours $OUT/ours.csv --ours-rating $OUT/ours_rating.csv --ours-scale $OUT/ours_scale.csv \
-  --ours-temporal $OUT/ours_temporal.csv "${TORCH[@]}" --peers $OUT/peers.json --out benches
+  --ours-temporal $OUT/ours_temporal.csv --ours-cold $OUT/ours_cold.csv "${TORCH[@]}" --peers $OUT/peers.json --out benches
 echo "bench: wrote benches/REPORT.md and benches/*.png"

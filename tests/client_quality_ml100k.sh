@@ -9,7 +9,9 @@
 # at most 0.935 (Surprise SVD 0.9378), of svdpp at most 0.920 (Surprise SVD++ 0.9220), of item_knn
 # pearson_baseline at most 0.925 (Surprise KNNBaseline 0.9204). EASE is trained with recsys.tune
 # (lambda chosen on a validation split of train) and must reach 0.434 (numpy EASE 0.4381).
-# two_tower (item text from u.item) has a floor on the same split; sequential, on a per-user
+# two_tower (item text from u.item) has a floor on the same split; a hybrid of EASE and ALS must
+# reach its best member; content must find items held out of training by their text (hit-rate@10
+# among them, against a random ranking); sequential, on a per-user
 # temporal split made by recsys.split, must beat ALS and EASE trained on that split.
 # Skips (exit 0, with a message) when ../shared is absent.
 set -euo pipefail
@@ -89,6 +91,38 @@ PY
      -c "SELECT recsys.train('content', 'train', 'content', items => 'items', item_text => 'text')" >/dev/null
   check tt 0.36 0.3734  # no peer: our own measured figure (implicit ALS 0.3554 on this split)
   check content 0.04 0.0412  # no peer: our own measured figure (text alone is weak here)
+
+  # hybrid: EASE (default lambda) + ALS, score fusion, must reach at least its best member, each
+  # trained alone on the same rows.
+  $P -c "SELECT recsys.train('hyb', 'train', 'hybrid', '{\"members\": [{\"algorithm\": \"ease\"}, {\"algorithm\": \"als\"}]}')" \
+     -c "SELECT recsys.train('ease500', 'train', 'ease')" >/dev/null
+  check hyb 0.44 0.4475  # no peer: our own measured figure (members: ease 0.4381, als 0.4466)
+  $P -At -F, -c "SELECT m, value FROM unnest(ARRAY['hyb', 'ease500', 'als']) m, recsys.evaluate(m, 'test', 10) WHERE metric = 'ndcg@10'" > "$OUT/hybrid.csv"
+  python3 - "$OUT/hybrid.csv" <<'PY'
+import csv, sys
+r = {m: float(v) for m, v in csv.reader(open(sys.argv[1]))}
+print(f"  hybrid NDCG@10 {r['hyb']:.4f} vs members ease {r['ease500']:.4f}, als {r['als']:.4f}")
+assert r["hyb"] >= max(r["ease500"], r["als"]), "hybrid is below its best member"
+PY
+
+  # cold items: 10 % of the items held out of training entirely; content must find a user's
+  # held-out items among them (recommend with a filter) far more often than a random ranking.
+  COLD="abs(hashint4(item_id)) % 10 = 0"
+  $P -c "CREATE TABLE ctrain AS SELECT user_id, item_id FROM train WHERE NOT ($COLD)" -c "CREATE INDEX ON ctrain (user_id)" \
+     -c "CREATE TABLE ctest AS SELECT DISTINCT user_id, item_id FROM (SELECT user_id, item_id FROM train UNION ALL SELECT user_id, item_id FROM test) a
+           WHERE $COLD AND user_id IN (SELECT user_id FROM ctrain)" \
+     -c "SELECT recsys.train('ccontent', 'ctrain', 'content', items => 'items', item_text => 'text')" >/dev/null
+  $P -At -F, -c "SELECT avg(EXISTS (SELECT 1 FROM recsys.recommend(u.user_id, 10, 'ccontent', filter => '$COLD') r
+                                   JOIN ctest t ON t.user_id = u.user_id AND t.item_id = r.item_id)::int),
+                        avg(EXISTS (SELECT 1 FROM (SELECT item_id FROM items WHERE $COLD ORDER BY md5(u.user_id || ':' || item_id) LIMIT 10) r
+                                   JOIN ctest t ON t.user_id = u.user_id AND t.item_id = r.item_id)::int)
+                   FROM (SELECT DISTINCT user_id FROM ctest) u" > "$OUT/cold.csv"
+  python3 - "$OUT/cold.csv" <<'PY'
+import csv, sys
+content, rnd = map(float, next(csv.reader(open(sys.argv[1]))))
+print(f"  cold items hit-rate@10: content {content:.4f}, random {rnd:.4f}")
+assert content >= 0.7 and content > 1.5 * rnd, "content does not find held-out items"
+PY
 
   # sequential on a per-user temporal split of u.data (recsys.split), against ALS and EASE trained
   # on the same split: it must beat both, and reach its floor.

@@ -81,3 +81,14 @@ SELECT count(*) AS in_genre FROM recsys.recommend(77, 5, 'hf') WHERE item_id % 3
 SELECT reason FROM recsys.recommend(77, 1, 'hf', with_reasons => true);
 -- a known user is still answered by item_knn itself
 SELECT (SELECT array_agg(item_id) FROM recsys.recommend(3, 5, 'hf')) = (SELECT array_agg(item_id) FROM recsys.recommend(3, 5, 'hk')) AS same;
+
+-- recency: with a time column, recency_half_life weights a user's latest items most
+SELECT regress.err($$SELECT * FROM recsys.train('hrc', 'h_events', 'content', '{"recency_half_life": 2}', items => 'h_items', item_text => 'genre')$$);
+CREATE TABLE h_timed (user_id int, item_id int, ts timestamptz);
+INSERT INTO h_timed VALUES (1, 3, '2024-01-01'), (1, 1, '2024-01-02'), (2, 6, '2024-01-01'), (2, 4, '2024-01-03'), (3, 2, '2024-01-01');
+SELECT recsys.train('hrc', 'h_timed', 'content', '{"recency_half_life": 1}', time_column => 'ts', items => 'h_items', item_text => 'genre') IS NOT NULL AS trained;
+-- user 1 saw a space adventure (3), then a horror film (1): horror first
+SELECT genre FROM recsys.recommend(1, 1, 'hrc') JOIN h_items USING (item_id);
+-- then another space adventure: space adventure first again, without retraining
+INSERT INTO h_timed VALUES (1, 9, '2024-01-05');
+SELECT genre FROM recsys.recommend(1, 1, 'hrc') JOIN h_items USING (item_id);

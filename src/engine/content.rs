@@ -21,6 +21,9 @@ pub struct ContentParams {
     pub max_df: f64,
     pub stop_words: bool,
     pub neighbors: usize,
+    /// With a time column: the weight of a history item halves every this many more recent
+    /// items (0: no decay).
+    pub half_life: f64,
 }
 
 impl ContentParams {
@@ -31,6 +34,7 @@ impl ContentParams {
             max_df: p.float("max_df", 1.0, 1e-9, 1.0)?,
             stop_words: p.choice("stop_words", "english", &["english", "none"])? == "english",
             neighbors: p.int("neighbors", 50, 0, 10_000)? as usize,
+            half_life: p.float("recency_half_life", 0.0, 0.0, 1e6)?,
         })
     }
 }
@@ -52,12 +56,23 @@ pub struct Content {
     pub neighbors: Neighbors,
     /// terms × items (the inverted index), derived.
     pub by_term: Csr,
+    /// See `ContentParams::half_life`.
+    pub half_life: f32,
 }
 
 impl Content {
     pub fn new(terms: Vec<String>, idf: Vec<f32>, ngrams: usize, stop_words: bool, vectors: Csr, neighbors: Neighbors) -> Content {
         let by_term = vectors.transpose();
-        Content { terms, idf, ngrams, stop_words, vectors, neighbors, by_term }
+        Content { terms, idf, ngrams, stop_words, vectors, neighbors, by_term, half_life: 0.0 }
+    }
+
+    /// The recency factor of the history item at `position` (0 = oldest) of `len`.
+    pub fn decay(&self, position: usize, len: usize) -> f32 {
+        if self.half_life > 0.0 {
+            0.5f32.powf((len - 1 - position) as f32 / self.half_life)
+        } else {
+            1.0
+        }
     }
 
     /// The TF-IDF vector of any text over this vocabulary (unknown terms are ignored).
@@ -179,6 +194,7 @@ pub fn fit(data: &Interactions, p: &ContentParams, pool: &rayon::ThreadPool, pro
         nb.indptr.push(nb.indices.len());
     }
     model.neighbors = nb;
+    model.half_life = p.half_life as f32;
     Ok(model)
 }
 
@@ -196,7 +212,7 @@ mod tests {
     }
 
     fn params() -> ContentParams {
-        ContentParams { ngrams: 1, min_df: 1, max_df: 1.0, stop_words: true, neighbors: 2 }
+        ContentParams { ngrams: 1, min_df: 1, max_df: 1.0, stop_words: true, neighbors: 2, half_life: 0.0 }
     }
 
     #[test]

@@ -112,6 +112,7 @@ impl Spec {
     pub fn needs_time(&self) -> bool {
         match self {
             Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.needs_time()),
+            Spec::Content(p) => p.half_life > 0.0,
             _ => matches!(self, Spec::Sequential(_)),
         }
     }
@@ -323,9 +324,12 @@ impl Model {
     /// Each history item's content vector (trained: stored; else from its text) with its weight.
     fn content_history(&self, c: &Content, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<(i64, Vec<u32>, Vec<f32>, f32)> {
         let texts = untrained_texts(&self.item_ids, history, items);
+        let len = history.len();
         history
             .iter()
-            .filter_map(|&(id, w)| match index_of(&self.item_ids, id) {
+            .enumerate()
+            .map(|(p, &(id, w))| (id, w * c.decay(p, len)))
+            .filter_map(|(id, w)| match index_of(&self.item_ids, id) {
                 Some(i) => {
                     let (t, v) = c.vectors.row(i as usize);
                     Some((id, t.to_vec(), v.to_vec(), w))
@@ -826,12 +830,12 @@ impl Model {
                 let parts = self.content_history(c, history_in_order, &[]);
                 let norm = c.profile_norm(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
                 let (ti, vi) = c.vectors.row(i);
-                history
+                // (w_j here carries the recency decay, as in the profile.)
+                parts
                     .iter()
-                    .map(|&(j, w)| {
-                        let (tj, vj) = c.vectors.row(j as usize);
+                    .filter_map(|(id, tj, vj, w)| {
                         let own: Vec<(u32, f32)> = tj.iter().copied().zip(vj.iter().copied()).collect();
-                        (j, w * Content::cosine(&own, ti, vi) / norm.max(f32::MIN_POSITIVE))
+                        index_of(&self.item_ids, *id).map(|j| (j, w * Content::cosine(&own, ti, vi) / norm.max(f32::MIN_POSITIVE)))
                     })
                     .filter(|p| p.1 > 0.0)
                     .collect()
@@ -894,7 +898,7 @@ impl Model {
         if let Algorithm::Content(c) = &self.algorithm {
             w.str(&c.terms.join("\n"));
             w.f32s(&c.idf);
-            w.u64s(&[c.ngrams as u64, c.stop_words as u64]);
+            w.u64s(&[c.ngrams as u64, c.stop_words as u64, c.half_life.to_bits() as u64]);
             w.usizes(&c.vectors.indptr);
             w.u32s(&c.vectors.indices);
             w.f32s(&c.vectors.values);
@@ -956,7 +960,7 @@ impl Model {
                 let (terms, idf, flags) = (r.str()?, r.f32s()?, r.u64s()?);
                 let terms: Vec<String> = terms.split('\n').map(str::to_string).collect();
                 let vectors = Csr { indptr: r.usizes()?, indices: r.u32s()?, values: r.f32s()?, n_cols: terms.len() };
-                let ok = flags.len() == 2
+                let ok = flags.len() == 3
                     && idf.len() == terms.len()
                     && terms.windows(2).all(|w| w[0] < w[1])
                     && vectors.indptr.len() == item_ids.len() + 1
@@ -967,7 +971,9 @@ impl Model {
                 if !ok {
                     return Err(corrupt("content vectors"));
                 }
-                Algorithm::Content(Content::new(terms, idf, flags[0] as usize, flags[1] == 1, vectors, neighbors))
+                let mut c = Content::new(terms, idf, flags[0] as usize, flags[1] == 1, vectors, neighbors);
+                c.half_life = f32::from_bits(flags[2] as u32);
+                Algorithm::Content(c)
             }
             "hybrid" => {
                 let fusion = Fusion::from_code(r.u64()?).ok_or_else(|| corrupt("hybrid fusion"))?;
@@ -1307,5 +1313,27 @@ mod tests {
             .to_vec();
         let recs = reasons(&c, &Request { user_id: None, history: &[(10, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
         assert!(recs[0].2.starts_with("similar to \"red apple\" (shared words: "), "{recs:?}");
+    }
+
+    #[test]
+    fn content_recency_half_life_favours_the_latest_items() {
+        let mut texts = data();
+        texts.item_text = Some(["red", "red apple", "blue", "blue car", "green"].map(String::from).to_vec());
+        let fit_content = |params| Spec::parse("content", &params).unwrap().0.fit(&texts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
+        let (spec, _) = Spec::parse("content", &json!({"recency_half_life": 1})).unwrap();
+        assert!(spec.needs_time());
+        let decayed = fit_content(json!({"recency_half_life": 1}));
+        let top = |m: &Model, h: &[(i64, f32)]| m.recommend(&req(h, 1, Some(&[20, 40])))[0].0;
+        // history in time order, oldest first: the latest item's neighbour wins
+        assert_eq!(top(&decayed, &[(10, 1.0), (30, 1.0)]), 40);
+        assert_eq!(top(&decayed, &[(30, 1.0), (10, 1.0)]), 20);
+        // without decay the order of the history does not matter
+        let flat = fit_content(json!({}));
+        assert_eq!(top(&flat, &[(10, 1.0), (30, 1.0)]), top(&flat, &[(30, 1.0), (10, 1.0)]));
+        assert_eq!(Model::decode(&decayed.encode()).unwrap(), decayed);
+        // explain's parts still sum to the score with the decay
+        let h = [(10, 1.0), (20, 1.0)];
+        let parts: f32 = decayed.explain(None, &[(10, 1.0), (20, 1.0)], 20, 10).unwrap().iter().map(|p| p.1).sum();
+        assert!((parts - decayed.predict(None, &h, 20).unwrap()).abs() < 1e-5);
     }
 }
