@@ -92,3 +92,10 @@ SELECT genre FROM recsys.recommend(1, 1, 'hrc') JOIN h_items USING (item_id);
 -- then another space adventure: space adventure first again, without retraining
 INSERT INTO h_timed VALUES (1, 9, '2024-01-05');
 SELECT genre FROM recsys.recommend(1, 1, 'hrc') JOIN h_items USING (item_id);
+
+-- a source of 10,000 rows or more with no index leading with the user column: a WARNING at
+-- train time, with the CREATE INDEX that fixes it as its hint; none once the index exists
+CREATE TABLE h_big AS SELECT (i % 500) AS user_id, (i % 97) AS item_id FROM generate_series(1, 12000) i;
+SELECT recsys.train('hbig', 'h_big', 'popularity') IS NOT NULL AS trained;
+CREATE INDEX ON h_big (user_id, item_id);
+SELECT recsys.train('hbig', 'h_big', 'popularity') IS NOT NULL AS trained;

@@ -7,7 +7,7 @@
 //! regression on rating residuals for explicit ones). PureSVD always projects the live history.
 
 use crate::engine::interactions::{index_of, Csr};
-use crate::engine::linalg::{cholesky_solve, dot, gram_f64};
+use crate::engine::linalg::{cholesky_solve, dot, gram_f64, matvec};
 use crate::engine::topk::top_k;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,7 +237,22 @@ impl Factors {
 
     /// The model's score of item `i` for a user vector (a rating for explicit models).
     pub fn score(&self, u: &UserVector, i: usize) -> f32 {
-        let mut s = dot(&u.p, self.item(i));
+        let mut s = [0f32];
+        matvec(self.item(i), self.k, &u.p, &mut s);
+        self.with_biases(u, i, s[0])
+    }
+
+    /// Every item's score for a user vector: one matrix-vector product (the same kernel as
+    /// `score`, so the two agree exactly).
+    pub fn score_all(&self, u: &UserVector) -> Vec<f32> {
+        let mut s = vec![0f32; self.items.len() / self.k.max(1)];
+        matvec(&self.items, self.k, &u.p, &mut s);
+        s.iter_mut().enumerate().for_each(|(i, x)| *x = self.with_biases(u, i, *x));
+        s
+    }
+
+    fn with_biases(&self, u: &UserVector, i: usize, dot: f32) -> f32 {
+        let mut s = dot;
         if let Some(b) = self.item_bias.get(i) {
             s += b;
         }

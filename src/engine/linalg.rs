@@ -273,6 +273,42 @@ unsafe fn dot64_avx2(a: &[f64], b: &[f64]) -> f64 {
     dot64_with::<true>(a, b)
 }
 
+#[inline(always)]
+fn matvec_with<const FMA: bool>(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+    for (row, o) in m.chunks_exact(k).zip(out.iter_mut()) {
+        *o = dot_with::<FMA>(row, v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn matvec_avx512(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+    matvec_with::<true>(m, k, v, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn matvec_avx2(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+    matvec_with::<true>(m, k, v, out)
+}
+
+/// out[i] = m[i·k..(i+1)·k] · v for every row of the row-major `m` (serving: every item's score
+/// against one user vector), with the widest fused multiply-adds the CPU has.
+pub fn matvec(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+    if k == 0 {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        return;
+    }
+    match simd() {
+        // SAFETY: simd() checked the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { matvec_avx512(m, k, v, out) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => unsafe { matvec_avx2(m, k, v, out) },
+        _ => matvec_with::<false>(m, k, v, out),
+    }
+}
+
 /// a · b in f64 with the widest fused multiply-adds the CPU has (for long vectors: the call
 /// is not inlined).
 pub fn dot64(a: &[f64], b: &[f64]) -> f64 {
@@ -437,6 +473,19 @@ pub fn invert_spd(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, check: &mut
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn matvec_matches_row_dots() {
+        let k = 67;
+        let m: Vec<f32> = (0..5 * k).map(|x| ((x * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let v: Vec<f32> = (0..k).map(|x| ((x * 13 % 29) as f32 - 14.0) / 7.0).collect();
+        let mut out = vec![0f32; 5];
+        matvec(&m, k, &v, &mut out);
+        for (r, o) in out.iter().enumerate() {
+            let want: f64 = (0..k).map(|c| m[r * k + c] as f64 * v[c] as f64).sum();
+            assert!((*o as f64 - want).abs() < 1e-3, "{o} vs {want}");
+        }
+    }
+
     use super::*;
 
     #[test]

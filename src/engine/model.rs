@@ -345,10 +345,11 @@ impl Model {
     /// Scores of the trained items for a text user, and which ones the model reached.
     fn text_scores(&self, u: &TextUser) -> (Vec<f32>, Vec<bool>) {
         match (&self.algorithm, u) {
-            (Algorithm::TwoTower(m), TextUser::Tower(v)) => (
-                (0..self.n_items()).map(|i| crate::engine::linalg::dot(v, &m.item_vectors[i * m.k..(i + 1) * m.k])).collect(),
-                vec![true; self.n_items()],
-            ),
+            (Algorithm::TwoTower(m), TextUser::Tower(v)) => {
+                let mut s = vec![0f32; self.n_items()];
+                crate::engine::linalg::matvec(&m.item_vectors, m.k, v, &mut s);
+                (s, vec![true; self.n_items()])
+            }
             (Algorithm::Content(c), TextUser::Content(p)) => {
                 let s = c.scores(p);
                 let reached = s.iter().map(|&x| x > 0.0).collect();
@@ -613,7 +614,7 @@ impl Model {
                 m.score(&neighbours, &mut scores, &mut reached);
                 Scored { scores, reached, cold: Vec::new(), placed: true }
             }
-            Algorithm::Factors(f) => or_popular(f.user_vector(req.user_id, history).map(|u| (0..n_items).map(|i| f.score(&u, i)).collect())),
+            Algorithm::Factors(f) => or_popular(f.user_vector(req.user_id, history).map(|u| f.score_all(&u))),
             Algorithm::Hybrid(_) => unreachable!("handled above"),
         };
         scored.cold.sort_unstable_by_key(|c| c.0);

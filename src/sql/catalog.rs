@@ -187,14 +187,12 @@ fn write_factors(
 
 fn deployed_row(name: &str) -> SqlResult<Option<ModelRow>> {
     Spi::connect(|client| {
-        let table = client
-            .select(
-                "SELECT id, version, trained_at::text, source, columns, params FROM recsys.models \
-                 WHERE name = $1 AND deployed",
-                None,
-                &[name.into()],
-            )
-            .map_err(spi)?;
+        let plan = crate::sql::plans::kept(
+            &client,
+            "SELECT id, version, trained_at::text, source, columns, params FROM recsys.models WHERE name = $1 AND deployed",
+            &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID)],
+        )?;
+        let table = client.select(&*plan, None, &[name.into()]).map_err(spi)?;
         match table.into_iter().next() {
             None => Ok(None),
             Some(row) => {

@@ -6,6 +6,7 @@ mod catalog;
 pub mod errors;
 mod evaluate;
 pub mod gucs;
+mod plans;
 mod recommend;
 mod similarity;
 mod source;

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::engine::interactions::Interactions;
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::{spi, SqlResult};
+use crate::sql::plans;
 
 const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
 const NUMBER_TYPES: &[&str] = &["smallint", "integer", "bigint", "real", "double precision", "numeric"];
@@ -267,6 +268,22 @@ impl Source {
         Ok((data, stats))
     }
 
+    /// Whether serving can find a user's rows by an index: false for a table, materialized view
+    /// or partitioned table with no index whose first column is the user column (views and
+    /// foreign tables count as indexed: their owners decide).
+    pub fn has_user_index(&self) -> SqlResult<bool> {
+        let missing = Spi::get_one_with_args::<bool>(
+            "SELECT c.relkind IN ('r', 'm', 'p') AND NOT EXISTS (
+                 SELECT 1 FROM pg_catalog.pg_index i
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                 WHERE i.indrelid = c.oid AND a.attname = $2)
+             FROM pg_catalog.pg_class c WHERE c.oid = $1::regclass",
+            &[self.relation.as_str().into(), self.user_column.as_str().into()],
+        )
+        .map_err(spi)?;
+        Ok(!missing.unwrap_or(false))
+    }
+
     /// One user's current interactions (item id, summed weight), read at call time; in order of
     /// each item's latest time (oldest first) when there is a time column.
     pub fn history(&self, user_id: i64) -> SqlResult<Vec<(i64, f32)>> {
@@ -285,7 +302,8 @@ impl Source {
             quote_identifier(&self.user_column),
         );
         Spi::connect(|client| {
-            let table = client.select(query.as_str(), None, &[user_id.into()]).map_err(spi)?;
+            let plan = plans::kept(&client, &query, &[PgOid::BuiltIn(PgBuiltInOids::INT8OID)])?;
+            let table = client.select(&*plan, None, &[user_id.into()]).map_err(spi)?;
             let mut out = Vec::with_capacity(table.len());
             for row in table {
                 if let (Some(i), Some(w)) = (row.get::<i64>(1).map_err(spi)?, row.get::<f32>(2).map_err(spi)?) {

@@ -82,9 +82,25 @@ fn take_fallback(name: &str, params: &mut serde_json::Value) -> SqlResult<Option
     }
 }
 
+/// Sources at least this large get a WARNING at train time when no index leads with the user
+/// column (serving reads each user's rows; a small table is scanned quickly either way).
+const INDEX_WARNING_ROWS: u64 = 10_000;
+
 /// Read the whole source (with a NOTICE for skipped rows).
 pub(crate) fn read_source(source: &Source) -> SqlResult<Interactions> {
     let (data, stats) = source.read()?;
+    if stats.rows >= INDEX_WARNING_ROWS && !source.has_user_index()? {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            pgrx::PgSqlErrorCode::ERRCODE_WARNING,
+            format!(
+                "pg_recsys: {} has {} rows and no index leading with {}: every recommend call will scan the whole table for the user's rows",
+                source.relation, stats.rows, source.user_column
+            ),
+            "pg_recsys",
+        )
+        .set_hint(format!("CREATE INDEX ON {} ({})", source.relation, pgrx::spi::quote_identifier(&source.user_column)))
+        .report(pgrx::PgLogLevel::WARNING);
+    }
     if stats.skipped > 0 {
         pgrx::notice!(
             "pg_recsys: skipped {} of {} rows of {} with a NULL user, item or rating",
