@@ -14,7 +14,7 @@ PSQL := psql -X -v ON_ERROR_STOP=1 -q
 PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
-.PHONY: demo test setup install cluster stop unit pgtest regress client bench clean-scratch
+.PHONY: demo test setup install cluster stop unit pgtest regress client bench bench-latency clean-scratch
 
 setup:
 	@.ci/setup
@@ -49,6 +49,10 @@ test: unit pgtest regress client
 	@echo "make test: all suites passed"
 
 # The side-by-side report against peers (benches/REPORT.md), then the engine kernels (criterion).
+# Serving latency and throughput with pgbench (ML-100K models and a 20M-shaped ALS model).
+bench-latency: cluster
+	@benches/latency.sh
+
 bench: cluster
 	@benches/report.sh
 	cargo bench --no-default-features --bench engine

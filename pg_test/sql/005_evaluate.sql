@@ -47,7 +47,10 @@ SELECT to_regclass('a') IS NULL AND to_regclass('b') IS NULL AS nothing_created;
 CREATE INDEX ON ev_train (user_id);
 SELECT model FROM recsys.train('ev_pop', 'ev_train', 'popularity');
 SELECT metric, round(value::numeric, 6) FROM recsys.evaluate('ev_pop', 'ev_test', 3);
-SELECT metrics - 'engine_seconds' - 'fit_seconds' AS stored FROM recsys.models WHERE name = 'ev_pop';
+SELECT metrics - 'engine_seconds' - 'fit_seconds' - 'read_seconds' - 'write_seconds' - 'peak_rss_mb' AS stored FROM recsys.models WHERE name = 'ev_pop';
+-- training's own figures: read, fit and write seconds, the backend's peak resident memory
+SELECT metrics ?& ARRAY['fit_seconds', 'read_seconds', 'write_seconds', 'peak_rss_mb'] AS timings,
+       (metrics->>'peak_rss_mb')::float8 > 1 AS rss_measured FROM recsys.models WHERE name = 'ev_pop';
 SELECT model FROM recsys.train('ev_knn', 'ev_train', 'item_knn');
 SELECT metric, round(value::numeric, 6) FROM recsys.evaluate('ev_knn', 'ev_test', 5);
 

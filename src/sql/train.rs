@@ -150,10 +150,12 @@ pub(crate) fn fit_and_save(
     data: Interactions,
     started: Instant,
 ) -> SqlResult<(i32, i64, i64, i64, f64)> {
+    let read_seconds = started.elapsed().as_secs_f64();
     let (fitted, fit_seconds) = fit(&training_pool(algorithm, spec, &data)?, spec, &data)?;
     let seconds = started.elapsed().as_secs_f64();
     let (users, items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
     drop(data);
+    let writing = Instant::now();
     let version = catalog::save(&NewVersion {
         name,
         algorithm,
@@ -166,6 +168,17 @@ pub(crate) fn fit_and_save(
         fit_seconds,
         model: &fitted,
     })?;
+    // Where the time went, and the backend's peak resident memory so far (Linux), for benches.
+    let peak_rss_mb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0);
+    Spi::run_with_args(
+        "UPDATE recsys.models SET metrics = metrics || jsonb_build_object('read_seconds', $3::float8, \
+         'write_seconds', $4::float8, 'peak_rss_mb', $5::float8) WHERE name = $1 AND version = $2",
+        &[name.into(), version.into(), read_seconds.into(), writing.elapsed().as_secs_f64().into(), peak_rss_mb.into()],
+    )
+    .map_err(crate::sql::errors::spi)?;
     Ok((version, users, items, interactions, seconds))
 }
 
