@@ -14,7 +14,7 @@ PSQL := psql -X -v ON_ERROR_STOP=1 -q
 PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
-.PHONY: demo test setup install cluster stop unit pgtest regress client bench bench-latency clean-scratch
+.PHONY: demo test setup install cluster stop unit pgtest regress client bench bench-latency bench-scale clean-scratch
 
 setup:
 	@.ci/setup
@@ -52,6 +52,10 @@ test: unit pgtest regress client
 # Serving latency and throughput with pgbench (ML-100K models and a 20M-shaped ALS model).
 bench-latency: cluster
 	@benches/latency.sh
+
+# Training at MovieLens-20M shape: read/fit/write seconds and peak RSS per algorithm (benches/SCALE.md).
+bench-scale: cluster
+	@benches/scale.sh
 
 bench: cluster
 	@benches/report.sh

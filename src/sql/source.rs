@@ -250,6 +250,11 @@ impl Source {
                         _ => stats.skipped += 1,
                     }
                 }
+                // Free this batch's tuples now: SPI would otherwise keep every batch until the
+                // end of the read (gigabytes for 20M rows).
+                // SAFETY: SPI_tuptable is the table this fetch returned, consumed above and not
+                // used again.
+                unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
                 pgrx::check_for_interrupts!();
             }
             Ok(())
