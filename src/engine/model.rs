@@ -295,10 +295,10 @@ impl Model {
     /// stored vectors, other items by their text in `items`; None for other models, or when no
     /// history item is either.
     fn text_user(&self, history: &[(i64, f32)], items: &[(i64, String)]) -> Option<TextUser> {
-        let texts = untrained_texts(&self.item_ids, history, items);
-        let text_of = |id: i64| texts.get(&id).copied();
         match &self.algorithm {
             Algorithm::TwoTower(m) => {
+                let texts = untrained_texts(&self.item_ids, history, items);
+                let text_of = |id: i64| texts.get(&id).copied();
                 let k = m.k;
                 let mut vectors: Vec<&[f32]> = Vec::new();
                 let mut cold: Vec<&str> = Vec::new();
