@@ -2,13 +2,11 @@
 //! history is read from the live source table at call time; the decoded model comes from the
 //! per-backend cache.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-
-use std::collections::HashSet;
-
 use pgrx::PgRelation;
 
 use crate::engine::model::{Model, Request};

@@ -129,11 +129,11 @@ impl Source {
         column_type(items.oid(), &qualified, &self.item_column, "item_column", INTEGER_TYPES)?;
         self.items = Some(qualified);
         self.item_text = Some(item_text.to_string());
-        self.item_texts()?; // checks the expression now, before any training
         Ok(self)
     }
 
-    /// Every (item id, text) of the items table, read now (a NULL text reads as empty).
+    /// Every (item id, text) of the items table, read now (a NULL text reads as empty); an
+    /// item_text expression that does not give text is an error.
     pub fn item_texts(&self) -> SqlResult<Vec<(i64, String)>> {
         let (Some(items), Some(text)) = (&self.items, &self.item_text) else { return Ok(Vec::new()) };
         let item = quote_identifier(&self.item_column);

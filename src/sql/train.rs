@@ -234,10 +234,12 @@ fn train(
         (Some(items), Some(text)) => source.with_items(items, text)?,
         _ => source,
     };
+    // Read (and so check) the item_text expression before the behaviour table.
+    let texts: Option<std::collections::HashMap<i64, String>> =
+        if source.items.is_some() { Some(source.item_texts()?.into_iter().collect()) } else { None };
     let mut data = read_source(&source)?;
-    if source.items.is_some() {
+    if let Some(texts) = texts {
         // Each trained item's text, by item index; items missing from the items table have none.
-        let texts: std::collections::HashMap<i64, String> = source.item_texts()?.into_iter().collect();
         data.item_text = Some(data.item_ids.iter().map(|id| texts.get(id).cloned().unwrap_or_default()).collect());
     }
     let (version, users, n_items, interactions, seconds) =
