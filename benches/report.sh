@@ -13,11 +13,7 @@ SHARED=${SHARED:-$(pwd)/../shared}
 OUT=target/bench && mkdir -p $OUT && chmod 777 $OUT
 SPLITS="ml100k_implicit_all ml100k_implicit_pos4 mllatestsmall_implicit_all"
 
-VENV=target/bench-venv
-if [ ! -x $VENV/bin/python ] || ! $VENV/bin/python -c "import implicit, surprise, matplotlib" 2>/dev/null; then
-  python3 -m venv $VENV 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $VENV; }
-  $VENV/bin/pip install -q "implicit==0.7.3" "scikit-surprise==1.1.5" numpy scipy matplotlib
-fi
+. benches/venv.sh
 
 now() { date +%s.%N; }
 # Item texts for the text models: ML-100K u.item (Latin-1; title + genre names), ml-latest-small

@@ -66,8 +66,8 @@ SELECT pg_catalog.pg_extension_config_dump('recsys.item_factors', '');
 SELECT pg_catalog.pg_extension_config_dump('recsys.user_factors', '');
 SELECT pg_catalog.pg_extension_config_dump('recsys.model_blobs', '');
 
--- Everyone may use the functions and read the catalog; only the extension owner writes it
--- (per-role model ownership is designed in the reliability/security work).
+-- Everyone may use the functions and read the catalog; only the extension owner writes it (rows
+-- are visible per owning role since 0.2.0: sql/pg_recsys--0.1.0--0.2.0.sql, also run at install).
 GRANT USAGE ON SCHEMA recsys TO PUBLIC;
 GRANT SELECT ON recsys.models, recsys.item_neighbors, recsys.user_neighbors,
     recsys.item_factors, recsys.user_factors, recsys.model_blobs TO PUBLIC;

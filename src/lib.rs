@@ -14,6 +14,10 @@ mod sql;
 #[cfg(feature = "pg")]
 ::pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 
+// Each schema upgrade's statements also end a fresh install, so both reach the same catalog.
+#[cfg(feature = "pg")]
+::pgrx::extension_sql_file!("../sql/pg_recsys--0.1.0--0.2.0.sql", name = "upgrade_0_2_0", finalize);
+
 #[cfg(feature = "pg")]
 #[::pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -1,14 +1,16 @@
 //! NeuMF (He et al. 2017): a GMF branch (user ⊙ item embeddings) and an MLP branch (concatenated
 //! user and item embeddings through three ReLU layers), joined by a linear output to one logit.
 //! Trained with Candle on the CPU: `negatives` sampled non-interacted items per positive, binary
-//! cross-entropy on logits, AdamW. Weights are initialised from our seeded generator and batches
-//! are drawn in seeded order, so a seed gives the same model. Persisted as safetensors.
+//! cross-entropy on logits, AdamW — sparse for the four embedding tables (each batch gathers and
+//! updates only the rows it uses, so an epoch costs the samples, not samples × table size), dense
+//! for the layers. Weights are initialised from our seeded generator and batches are drawn in
+//! seeded order, so a seed gives the same model. Persisted as safetensors.
 
 
 use candle_core::{Device, Tensor};
 
 use crate::engine::interactions::Interactions;
-use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
+use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, SparseTable, Weights};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
@@ -35,8 +37,8 @@ impl NcfParams {
 }
 
 pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, p: &NcfParams) -> usize {
-    // weights, AdamW's two moments, gradients: ~4 copies; samples: (1 + negatives) per positive.
-    (n_users + n_items) * (p.factors + p.hidden / 2) * 4 * 4 + nnz * (1 + p.negatives) * 12
+    // embedding tables with Adam's two moments: 3 copies; the interactions' owners and their order.
+    (n_users + n_items) * (p.factors + p.hidden / 2) * 4 * 3 + nnz * 12
 }
 
 /// The weights by name (safetensors keys), on the CPU.
@@ -52,18 +54,18 @@ fn layer_names(l: usize) -> (String, String) {
     (format!("mlp{l}.weight"), format!("mlp{l}.bias"))
 }
 
-/// Shapes of every weight for these sizes, and how each starts: N(0, 0.01) embeddings (as the
-/// paper), uniform ±1/√fan_in layers.
-fn shapes(n_users: usize, n_items: usize, p: &NcfParams) -> Vec<(String, Vec<usize>, Init)> {
+const EMBEDDINGS: [&str; 4] = ["user_gmf", "item_gmf", "user_mlp", "item_mlp"];
+
+/// The embedding tables' widths (user_gmf, item_gmf, user_mlp, item_mlp).
+fn widths(p: &NcfParams) -> [usize; 4] {
     let half = (p.hidden / 2).max(1);
-    let emb = Init::Normal(0.01);
-    let mut v = vec![
-        ("user_gmf".to_string(), vec![n_users, p.factors], emb),
-        ("item_gmf".to_string(), vec![n_items, p.factors], emb),
-        ("user_mlp".to_string(), vec![n_users, half], emb),
-        ("item_mlp".to_string(), vec![n_items, half], emb),
-    ];
-    let mut width = 2 * half;
+    [p.factors, p.factors, half, half]
+}
+
+/// Shapes of the dense layers, uniform ±1/√fan_in as they start.
+fn layer_shapes(p: &NcfParams) -> Vec<(String, Vec<usize>, Init)> {
+    let mut v = Vec::new();
+    let mut width = 2 * widths(p)[2];
     for l in 0..LAYERS {
         let out = (p.hidden >> l).max(1);
         let (w, b) = layer_names(l);
@@ -148,50 +150,72 @@ pub fn fit(
     let dev = device.device()?;
     let m = &data.matrix;
     let mut rng = Rng::new(p.train.seed);
-    let vars = neural::init_vars(&shapes(n_users, n_items, p), &mut rng, &dev)?;
+    // N(0, 0.01) embeddings, as the paper.
+    let rows = [n_users, n_items, n_users, n_items];
+    let mut tables: Vec<SparseTable> =
+        widths(p).iter().zip(rows).map(|(&w, r)| SparseTable::new(r, w, 0.01, &mut rng)).collect();
+    let vars = neural::init_vars(&layer_shapes(p), &mut rng, &dev)?;
     let named = Named::new(&vars);
-    let get = |n: &str| named.get(n);
     let mut opt = neural::adamw(&vars, &p.train)?;
-    // The user of every stored interaction.
+    // The user of every stored interaction, and the order the positives are visited in.
     let owner = m.owners();
+    let mut order: Vec<usize> = (0..nnz).collect();
     let per = 1 + p.negatives;
+    // Each batch: about batch_size samples, every positive with its `negatives` unseen items.
+    let positives = p.train.batch_size.div_ceil(per).max(1);
     let total = p.train.epochs * nnz * per;
+    let mut t = 0;
     for epoch in 0..p.train.epochs {
-        // Every positive with `negatives` unseen items drawn uniformly, in a seeded order.
-        let mut samples: Vec<(u32, u32, f32)> = Vec::with_capacity(nnz * per);
-        for pos in 0..nnz {
-            let u = owner[pos];
-            samples.push((u, m.indices[pos], 1.0));
-            let (seen, _) = m.row(u as usize);
-            for _ in 0..p.negatives {
-                let j = loop {
-                    let j = rng.below(n_items as u64) as u32;
-                    if seen.len() >= n_items || seen.binary_search(&j).is_err() {
-                        break j;
-                    }
-                };
-                samples.push((u, j, 0.0));
-            }
-        }
-        rng.shuffle(&mut samples);
+        rng.shuffle(&mut order);
         let (mut sum, mut batches) = (0f64, 0usize);
-        for (b, batch) in samples.chunks(p.train.batch_size).enumerate() {
-            let n = batch.len();
-            let us: Vec<u32> = batch.iter().map(|s| s.0).collect();
-            let is: Vec<u32> = batch.iter().map(|s| s.1).collect();
-            let ts: Vec<f32> = batch.iter().map(|s| s.2).collect();
-            let done = epoch * samples.len() + b * p.train.batch_size + n;
-            sum += neural::step(pool, &mut opt, progress, done, total, || {
+        for (b, chunk) in order.chunks(positives).enumerate() {
+            let mut samples: Vec<(u32, u32, f32)> = Vec::with_capacity(chunk.len() * per);
+            for &pos in chunk {
+                let u = owner[pos];
+                samples.push((u, m.indices[pos], 1.0));
+                let (seen, _) = m.row(u as usize);
+                for _ in 0..p.negatives {
+                    let j = loop {
+                        let j = rng.below(n_items as u64) as u32;
+                        if seen.len() >= n_items || seen.binary_search(&j).is_err() {
+                            break j;
+                        }
+                    };
+                    samples.push((u, j, 0.0));
+                }
+            }
+            let n = samples.len();
+            let (user_rows, us) = neural::localize(&samples.iter().map(|s| s.0).collect::<Vec<_>>());
+            let (item_rows, is) = neural::localize(&samples.iter().map(|s| s.1).collect::<Vec<_>>());
+            let ts: Vec<f32> = samples.iter().map(|s| s.2).collect();
+            let picked = [&user_rows, &item_rows, &user_rows, &item_rows];
+            let gathered = tables.iter().zip(picked).map(|(tb, r)| tb.gather(r, &dev)).collect::<Result<Vec<_>>>()?;
+            let done = epoch * nnz * per + (b * positives + chunk.len()) * per;
+            let (loss, grads) = neural::step_with(pool, &mut opt, progress, done, total, || {
+                let get = |name: &str| match EMBEDDINGS.iter().position(|e| *e == name) {
+                    Some(k) => Ok(gathered[k].as_tensor().clone()),
+                    None => named.get(name),
+                };
                 let users = Tensor::from_vec(us, n, &dev).map_err(candle)?;
                 let items = Tensor::from_vec(is, n, &dev).map_err(candle)?;
                 let target = Tensor::from_vec(ts, n, &dev).map_err(candle)?;
-                bce_with_logits(&forward(&get, &users, &items)?, &target).map_err(candle)
+                let loss = bce_with_logits(&forward(&get, &users, &items)?, &target).map_err(candle)?;
+                Ok((loss, gathered.clone()))
             })?;
+            t += 1;
+            for ((tb, r), g) in tables.iter_mut().zip(picked).zip(&grads) {
+                tb.update(r, g, t, &p.train);
+            }
+            sum += loss;
             batches += 1;
         }
         progress.epoch("ncf", epoch + 1, p.train.epochs, "bce", sum / batches.max(1) as f64)?;
     }
-    Ok(Ncf { user_ids: data.user_ids.clone(), weights: Weights::from_vars(vars)? })
+    let mut weights = Weights::from_vars(vars)?;
+    for (name, tb) in EMBEDDINGS.iter().zip(tables) {
+        weights.0.insert(name.to_string(), tb.into_tensor()?);
+    }
+    Ok(Ncf { user_ids: data.user_ids.clone(), weights })
 }
 
 #[cfg(test)]

@@ -152,16 +152,103 @@ pub fn step(
     total: usize,
     loss: impl FnOnce() -> Result<Tensor> + Send,
 ) -> Result<f64> {
-    let value = pool.install(|| -> Result<f32> {
-        let loss = loss()?;
-        opt.backward_step(&loss).map_err(candle)?;
-        loss.to_dtype(DType::F32).and_then(|l| l.to_scalar::<f32>()).map_err(candle)
+    step_with(pool, opt, progress, done, total, || Ok((loss()?, Vec::new()))).map(|(value, _)| value)
+}
+
+/// `step` for a loss that also depends on variables outside the optimiser (the rows a batch
+/// gathered from `SparseTable`s): returns their gradients, flattened, in the order given.
+pub fn step_with(
+    pool: &rayon::ThreadPool,
+    opt: &mut AdamW,
+    progress: &mut dyn Progress,
+    done: usize,
+    total: usize,
+    loss: impl FnOnce() -> Result<(Tensor, Vec<Var>)> + Send,
+) -> Result<(f64, Vec<Vec<f32>>)> {
+    let (value, extra) = pool.install(|| -> Result<(f32, Vec<Vec<f32>>)> {
+        let (loss, extra) = loss()?;
+        let grads = loss.backward().map_err(candle)?;
+        opt.step(&grads).map_err(candle)?;
+        let extra = extra
+            .iter()
+            .map(|v| match grads.get(v.as_tensor()) {
+                Some(g) => g.flatten_all().and_then(|f| f.to_device(&Device::Cpu)).and_then(|f| f.to_vec1::<f32>()).map_err(candle),
+                None => Ok(vec![0.0; v.elem_count()]),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((loss.to_dtype(DType::F32).and_then(|l| l.to_scalar::<f32>()).map_err(candle)?, extra))
     })?;
     progress.step(done, total)?;
     if !value.is_finite() {
         return Err(RecsysError::invalid(format!("training diverged (loss {value})")).with_hint("lower lr"));
     }
-    Ok(value as f64)
+    Ok((value as f64, extra))
+}
+
+/// An embedding table trained sparsely, with lazy Adam (as PyTorch's SparseAdam): a batch gathers
+/// the rows it uses into a small variable, and only those rows' weights and moments are updated.
+/// A dense AdamW step over the whole table costs rows × width per batch, which at 138k users is
+/// hours per epoch; this costs the batch's rows × width.
+pub struct SparseTable {
+    width: usize,
+    values: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl SparseTable {
+    /// `rows` × `width`, drawn N(0, sd²) from the seeded generator.
+    pub fn new(rows: usize, width: usize, sd: f64, rng: &mut Rng) -> SparseTable {
+        let values = (0..rows * width).map(|_| (rng.normal() * sd) as f32).collect();
+        SparseTable { width, values, m: vec![0.0; rows * width], v: vec![0.0; rows * width] }
+    }
+
+    /// The given rows as one trainable (rows.len() × width) variable.
+    pub fn gather(&self, rows: &[u32], device: &Device) -> Result<Var> {
+        let w = self.width;
+        let mut out = Vec::with_capacity(rows.len() * w);
+        for &r in rows {
+            out.extend_from_slice(&self.values[r as usize * w..(r as usize + 1) * w]);
+        }
+        Var::from_tensor(&Tensor::from_vec(out, (rows.len(), w), device).map_err(candle)?).map_err(candle)
+    }
+
+    /// One AdamW step (step number `t`, from 1) of the given rows with their gradient
+    /// (rows.len() × width), with the schedule's learning rate and decoupled weight decay.
+    pub fn update(&mut self, rows: &[u32], grad: &[f32], t: usize, s: &Schedule) {
+        let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+        let scale_m = 1.0 / (1.0 - b1.powi(t as i32));
+        let scale_v = 1.0 / (1.0 - b2.powi(t as i32));
+        let (lr, decay) = (s.lr as f32, 1.0 - (s.lr * s.weight_decay) as f32);
+        let w = self.width;
+        for (k, &r) in rows.iter().enumerate() {
+            let at = r as usize * w;
+            for j in 0..w {
+                let g = grad[k * w + j];
+                let (m, v) = (&mut self.m[at + j], &mut self.v[at + j]);
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let x = &mut self.values[at + j];
+                *x = *x * decay - lr * (*m * scale_m) / ((*v * scale_v).sqrt() + eps);
+            }
+        }
+    }
+
+    /// The trained table as a (rows × width) CPU tensor.
+    pub fn into_tensor(self) -> Result<Tensor> {
+        let rows = self.values.len() / self.width.max(1);
+        Tensor::from_vec(self.values, (rows, self.width), &Device::Cpu).map_err(candle)
+    }
+}
+
+/// The distinct ids of a batch (sorted) and each id's position among them, so a batch indexes the
+/// small gathered variables instead of the whole tables.
+pub fn localize(ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut distinct = ids.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let local = ids.iter().map(|id| distinct.binary_search(id).unwrap_or(0) as u32).collect();
+    (distinct, local)
 }
 
 /// Mean softmax cross-entropy of `logits` (rows × classes, f32) against `labels` (rows, u32).
@@ -298,5 +385,33 @@ mod tests {
             assert!((p - q).abs() < 1e-6, "{p} vs {q}");
         }
         assert!(cross_entropy(x.as_tensor(), &Tensor::new(&[3u32, 0], &Device::Cpu).unwrap()).is_err());
+    }
+
+    #[test]
+    fn sparse_table_steps_like_adamw_on_the_rows_it_touches() {
+        let s = Schedule { epochs: 1, batch_size: 1, lr: 0.05, weight_decay: 0.1, seed: 1 };
+        let mut table = SparseTable::new(4, 3, 1.0, &mut Rng::new(9));
+        let before = table.values.clone();
+        let rows = [1u32, 3];
+        let dense = table.gather(&rows, &Device::Cpu).unwrap();
+        let mut opt = adamw(&[("x".to_string(), dense.clone())], &s).unwrap();
+        for t in 1..=3 {
+            let x = table.gather(&rows, &Device::Cpu).unwrap();
+            let loss = |v: &Var| v.as_tensor().sqr().unwrap().sum_all().unwrap();
+            let grads = loss(&x).backward().unwrap();
+            let g = grads.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            table.update(&rows, &g, t, &s);
+            opt.backward_step(&loss(&dense)).unwrap();
+        }
+        let ours = table.gather(&rows, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let theirs = dense.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert_ne!(ours, before[3..6].iter().chain(&before[9..12]).copied().collect::<Vec<_>>());
+        // Untouched rows keep their values.
+        assert_eq!(&table.values[0..3], &before[0..3]);
+        assert_eq!(&table.values[6..9], &before[6..9]);
+        assert_eq!(localize(&[7, 3, 7, 5]), (vec![3, 5, 7], vec![2, 0, 2, 1]));
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::engine::model::Model;
 use crate::engine::{ErrorKind, RecsysError};
+use crate::sql::access;
 use crate::sql::errors::{spi, SqlResult};
 use crate::sql::gucs;
 use crate::sql::source::Source;
@@ -49,17 +50,20 @@ pub struct NewVersion<'a> {
 
 fn lock_name(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> SqlResult<()> {
     client
-        .update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('recsys.models:' || $1))", None, &[name.into()])
+        .update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('recsys.models:' OPERATOR(pg_catalog.||) $1))", None, &[name.into()])
         .map_err(spi)?;
     Ok(())
 }
 
-/// Write a new version and deploy it; returns its version number.
+/// Write a new version and deploy it, owned by the caller; returns its version number.
 pub fn save(v: &NewVersion) -> SqlResult<i32> {
     let bytes = v.model.encode();
-    Spi::connect_mut(|client| {
+    let user = access::caller();
+    let caller = access::role_name(user)?;
+    access::as_catalog_owner(|| Spi::connect_mut(|client| {
         // Serialise concurrent trainings of one name: each gets its own version number.
         lock_name(client, v.name)?;
+        let owner = access::check_may_manage(client, v.name, user)?.unwrap_or(caller);
         let version: i32 = client
             .select("SELECT coalesce(max(version), 0) + 1 FROM recsys.models WHERE name = $1", None, &[v.name.into()])
             .map_err(spi)?
@@ -73,9 +77,9 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
         let id: i64 = client
             .update(
                 "INSERT INTO recsys.models (name, version, algorithm, params, source, columns, seconds, \
-                 users, items, interactions, deployed, metrics) \
+                 users, items, interactions, deployed, metrics, owner) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true, \
-                         jsonb_build_object('fit_seconds', $11::float8)) RETURNING id",
+                         jsonb_build_object('fit_seconds', $11::float8), $12) RETURNING id",
                 None,
                 &[
                     v.name.into(),
@@ -89,6 +93,7 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
                     v.items.into(),
                     v.interactions.into(),
                     v.fit_seconds.into(),
+                    owner.as_str().into(),
                 ],
             )
             .map_err(spi)?
@@ -116,7 +121,7 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
             write_factors(client, id, "user_factors", "user_id", &f.user_ids, &f.users, f.k)?;
         }
         Ok(version)
-    })
+    }))
 }
 
 /// (id, neighbour, score) rows into recsys.item_neighbors or recsys.user_neighbors, in batches.
@@ -287,8 +292,10 @@ fn deploy(model: &str, version: i32) {
 }
 
 fn deploy_version(model: &str, version: i32) -> SqlResult<()> {
-    Spi::connect_mut(|client| {
+    let user = access::caller();
+    access::as_catalog_owner(|| Spi::connect_mut(|client| {
         lock_name(client, model)?;
+        access::check_may_manage(client, model, user)?;
         let found = client
             .select("SELECT 1 FROM recsys.models WHERE name = $1 AND version = $2", None, &[model.into(), version.into()])
             .map_err(spi)?
@@ -309,7 +316,7 @@ fn deploy_version(model: &str, version: i32) -> SqlResult<()> {
             .update("UPDATE recsys.models SET deployed = true WHERE name = $1 AND version = $2", None, &[model.into(), version.into()])
             .map_err(spi)?;
         Ok(())
-    })
+    }))
 }
 
 #[pg_extern(volatile)]
@@ -318,12 +325,14 @@ fn drop_model(model: &str, if_exists: default!(bool, false)) {
 }
 
 fn drop_versions(model: &str, if_exists: bool) -> SqlResult<()> {
-    let dropped = Spi::connect_mut(|client| {
+    let user = access::caller();
+    let dropped = access::as_catalog_owner(|| Spi::connect_mut(|client| {
         lock_name(client, model)?;
+        access::check_may_manage(client, model, user)?;
         Ok::<_, pgrx::pg_sys::panic::ErrorReport>(
             client.update("DELETE FROM recsys.models WHERE name = $1", None, &[model.into()]).map_err(spi)?.len(),
         )
-    })?;
+    }))?;
     if dropped == 0 && !if_exists {
         return Err(undefined_model(model).into());
     }

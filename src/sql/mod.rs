@@ -1,6 +1,7 @@
 //! The thin PostgreSQL glue: one file per SQL concept. All SPI lives here; the mathematics lives
 //! in `crate::engine`.
 
+mod access;
 mod cache;
 mod catalog;
 pub mod errors;

@@ -3,6 +3,8 @@
 
 use pgrx::prelude::*;
 use pgrx::PgRelation;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgSqlErrorCode;
 use pgrx::spi::quote_identifier;
 use serde_json::{json, Value};
 
@@ -79,10 +81,22 @@ pub fn qualified_name(relation: &PgRelation) -> String {
 }
 
 /// Run a SELECT that embeds SQL a user wrote (an item_text expression or a filter predicate):
-/// prepared first, so it is exactly one statement (PostgreSQL refuses a second command), and run
-/// read-only with the caller's privileges. Syntax errors and unknown columns come back as
-/// PostgreSQL's own errors (42601, 42703).
+/// parsed first, and refused unless it is exactly one statement (a `;` in the user's text that
+/// would start a second one is 42601), then prepared and run read-only with the caller's
+/// privileges. Syntax errors and unknown columns come back as PostgreSQL's own errors (42601, 42703).
 fn user_sql<T>(query: &str, read: impl FnOnce(pgrx::spi::SpiTupleTable) -> SqlResult<T>) -> SqlResult<T> {
+    let text = std::ffi::CString::new(query)
+        .map_err(|_| ErrorReport::new(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, "SQL text contains a NUL byte", "pg_recsys"))?;
+    // The raw parser only: no catalog access, no execution.
+    let statements = unsafe { pgrx::PgList::<pgrx::pg_sys::Node>::from_pg(pgrx::pg_sys::pg_parse_query(text.as_ptr())).len() };
+    if statements != 1 {
+        return Err(ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+            "a filter or item_text must be one SQL expression, not several statements",
+            "pg_recsys",
+        )
+        .set_detail(format!("The statement built from it would be: {query}")));
+    }
     Spi::connect(|client| {
         let plan = client.prepare(query, &[]).map_err(spi)?;
         let table = client.select(&plan, None, &[]).map_err(spi)?;

@@ -173,12 +173,15 @@ pub(crate) fn fit_and_save(
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0);
-    Spi::run_with_args(
-        "UPDATE recsys.models SET metrics = metrics || jsonb_build_object('read_seconds', $3::float8, \
-         'write_seconds', $4::float8, 'peak_rss_mb', $5::float8) WHERE name = $1 AND version = $2",
-        &[name.into(), version.into(), read_seconds.into(), writing.elapsed().as_secs_f64().into(), peak_rss_mb.into()],
-    )
-    .map_err(crate::sql::errors::spi)?;
+    let write_seconds = writing.elapsed().as_secs_f64();
+    crate::sql::access::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "UPDATE recsys.models SET metrics = metrics || jsonb_build_object('read_seconds', $3::float8, \
+             'write_seconds', $4::float8, 'peak_rss_mb', $5::float8) WHERE name = $1 AND version = $2",
+            &[name.into(), version.into(), read_seconds.into(), write_seconds.into(), peak_rss_mb.into()],
+        )
+        .map_err(crate::sql::errors::spi)
+    })?;
     Ok((version, users, items, interactions, seconds))
 }
 
