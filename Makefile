@@ -14,13 +14,16 @@ PSQL := psql -X -v ON_ERROR_STOP=1 -q
 PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
-.PHONY: demo test setup install cluster stop unit pgtest regress client bench bench-latency bench-scale clean-scratch
+.PHONY: demo test setup install cluster stop unit pgtest regress client stress bench bench-latency bench-scale clean-scratch
 
 setup:
 	@.ci/setup
 
+# pgrx installs this version's script and the upgrade scripts (sql/pg_recsys--A--B.sql); the
+# 0.1.0 install script is kept so that an old install can be created and upgraded (tests).
 install: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	install -m 644 sql/pg_recsys--0.1.0.sql $(shell $(PG_CONFIG) --sharedir)/extension/
 
 cluster: install
 	@.ci/cluster start
@@ -48,12 +51,18 @@ client: cluster
 test: unit pgtest regress client
 	@echo "make test: all suites passed"
 
+# The long versions of the reliability tests: 5 minutes of 8 connections recommending while
+# another retrains and deploys, and cancel tests that allow 1 s (not 2 s) to stop.
+stress: cluster
+	@DURATION=300 tests/client_concurrency.sh
+	@CANCEL_LIMIT_S=1.0 tests/client_cancel.sh
+
 # The side-by-side report against peers (benches/REPORT.md), then the engine kernels (criterion).
 # Serving latency and throughput with pgbench (ML-100K models and a 20M-shaped ALS model).
 bench-latency: cluster
 	@benches/latency.sh
 
-# Training at MovieLens-20M shape: read/fit/write seconds and peak RSS per algorithm (benches/SCALE.md).
+# Training at MovieLens-20M shape: read/fit/write seconds and peak RSS per algorithm (benches/REPORT.md).
 bench-scale: cluster
 	@benches/scale.sh
 

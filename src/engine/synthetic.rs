@@ -80,6 +80,13 @@ pub fn validate(p: &SyntheticParams) -> Result<()> {
     Ok(())
 }
 
+/// Bytes the generator holds at once: per user its activity and count, per item its popularity,
+/// genre and order, and the largest single user's rows being drawn (items, seen set, rows).
+pub fn memory_estimate(p: &SyntheticParams) -> u128 {
+    let (users, items, rows) = (p.users.max(0) as u128, p.items.max(0) as u128, p.interactions.max(0) as u128);
+    users * 20 + items * 48 + rows.min(items) * 64
+}
+
 impl Synthetic {
     pub fn new(p: &SyntheticParams) -> Result<Self> {
         validate(p)?;

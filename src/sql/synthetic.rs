@@ -4,6 +4,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::engine::synthetic::{Synthetic, SyntheticParams};
+use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::PG_EPOCH_OFFSET;
 
 
@@ -14,7 +15,16 @@ fn synthetic_interactions(
     interactions: i64,
     seed: default!(i64, 42),
 ) -> Result<TableIterator<'static, (name!(user_id, i64), name!(item_id, i64), name!(rating, f32), name!(ts, Option<TimestampWithTimeZone>))>, ErrorReport> {
-    let rows = Synthetic::new(&SyntheticParams { users: users as i64, items: items as i64, interactions, seed })?;
+    let p = SyntheticParams { users: users as i64, items: items as i64, interactions, seed };
+    crate::engine::synthetic::validate(&p)?;
+    let needed = crate::engine::synthetic::memory_estimate(&p);
+    if needed > crate::sql::gucs::max_memory_bytes() as u128 {
+        return Err(RecsysError::new(ErrorKind::TooLarge, "synthetic_interactions would need more memory than recsys.max_memory_mb")
+            .with_detail(format!("estimated {} MB for {users} users and {items} items", needed >> 20))
+            .with_hint("ask for fewer users or items, or raise recsys.max_memory_mb")
+            .into());
+    }
+    let rows = Synthetic::new(&p)?;
     Ok(TableIterator::new(rows.enumerate().map(|(k, r)| {
         if k % 65_536 == 0 {
             pgrx::check_for_interrupts!();

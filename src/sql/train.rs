@@ -121,7 +121,14 @@ pub(crate) fn training_pool(algorithm: &str, spec: &Spec, data: &Interactions) -
             ErrorKind::TooLarge,
             format!("training {algorithm} needs about {} MB, over recsys.max_memory_mb", needed >> 20),
         )
-        .with_detail(format!("{} users, {} items, {} interactions", data.n_users(), data.n_items(), data.nnz()))
+        .with_detail(format!(
+            "estimated {needed} bytes ({} MB) for {} users, {} items, {} interactions; recsys.max_memory_mb is {}",
+            needed >> 20,
+            data.n_users(),
+            data.n_items(),
+            data.nnz(),
+            gucs::max_memory_bytes() >> 20
+        ))
         .with_hint("raise recsys.max_memory_mb, or train on a subset")
         .into());
     }

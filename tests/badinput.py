@@ -1,0 +1,147 @@
+"""The bad-input calls of tests/client_badinput.sh, one SQL statement per line: every function
+with NULL in each argument, NaN/±Inf, empty/mismatched/huge arrays, n out of range, unknown
+models/users/items, wrong id types, odd sources (a view, a partitioned table, an empty table, one
+user, one item, duplicate rows, negative ratings) and params JSON of wrong types or unknown keys.
+Each must end in a result or a clean ERROR with a specific SQLSTATE."""
+
+calls = []
+add = calls.append
+
+# recommend and friends: NULL in every argument, out-of-range n, unknown things, wrong id types.
+rec_args = ["1", "10", "'m_knn'", "true", "NULL::bigint[]", "NULL::text", "NULL::regclass", "false"]
+rec_names = ["user_id", "n", "model", "exclude_seen", "candidates", "filter", "items", "with_reasons"]
+for model in ["m_knn", "m_als", "m_ease", "m_pop", "m_content", "m_ncf", "m_seq", "m_hybrid"]:
+    for i, name in enumerate(rec_names):
+        args = [a.replace("'m_knn'", f"'{model}'") for a in rec_args]
+        args[i] = "NULL"
+        if model == "m_content" and name != "items":
+            args[6] = "'bi_items'"
+        add(f"SELECT * FROM recsys.recommend({', '.join(f'{n} => {a}' for n, a in zip(rec_names, args))})")
+    for n in ["0", "-1", "-2147483648", "2147483647"]:
+        add(f"SELECT count(*) FROM recsys.recommend(1, {n}, '{model}')")
+    add(f"SELECT count(*) FROM recsys.recommend(-9223372036854775808, 10, '{model}')")
+    add(f"SELECT count(*) FROM recsys.recommend(9223372036854775807, 10, '{model}')")
+    add(f"SELECT count(*) FROM recsys.recommend(1, 10, '{model}', candidates => '{{}}')")
+    add(f"SELECT count(*) FROM recsys.recommend(1, 10, '{model}', candidates => ARRAY[NULL, 1, 2]::bigint[])")
+    add(f"SELECT count(*) FROM recsys.recommend(1, 10, '{model}', candidates => ARRAY(SELECT generate_series(1, 200000)::bigint))")
+    add(f"SELECT count(*) FROM recsys.recommend(1, 10, '{model}', candidates => ARRAY[-1, 99999999]::bigint[])")
+    add(f"SELECT count(*) FROM recsys.predict(1, 99999999, '{model}')")
+    add(f"SELECT count(*) FROM recsys.predict(NULL, 1, '{model}')")
+    add(f"SELECT count(*) FROM recsys.predict(1, NULL, '{model}')")
+    add(f"SELECT count(*) FROM recsys.explain(1, 2, '{model}')")
+    add(f"SELECT count(*) FROM recsys.explain(NULL, 2, '{model}')")
+    add(f"SELECT count(*) FROM recsys.explain(1, 2, '{model}', n => 0)")
+    add(f"SELECT count(*) FROM recsys.explain(1, 2, '{model}', n => NULL)")
+    add(f"SELECT count(*) FROM recsys.similar_items(1, 5, '{model}')")
+    add(f"SELECT count(*) FROM recsys.similar_items(99999999, 5, '{model}')")
+    add(f"SELECT count(*) FROM recsys.similar_items(1, 0, '{model}')")
+    add(f"SELECT count(*) FROM recsys.similar_users(1, 5, '{model}')")
+    add(f"SELECT count(*) FROM recsys.similar_users(1, -5, '{model}')")
+    add(f"SELECT * FROM recsys.evaluate('{model}', 'bi_test', k => 0)")
+for fn in ["recommend(%s, 10, 'm_knn')", "predict(%s, 1, 'm_knn')", "similar_items(%s, 5, 'm_knn')"]:
+    for bad in ["'abc'", "1.5", "'1e3'", "true", "'{1}'::bigint[]", "''"]:
+        add("SELECT * FROM recsys." + fn % bad)
+for model in ["'nope'", "''", "NULL", "repeat('x', 10000)", "'m_knn; DROP TABLE bi'"]:
+    add(f"SELECT * FROM recsys.recommend(1, 10, {model})")
+    add(f"SELECT recsys.deploy({model}, 1)")
+    add(f"SELECT recsys.drop_model({model})")
+for v in ["0", "-1", "NULL", "2147483647"]:
+    add(f"SELECT recsys.deploy('m_knn', {v})")
+add("SELECT * FROM recsys.recommend(1, 10, 'm_knn', items => 'no_such_table')")
+add("SELECT * FROM recsys.recommend(1, 10, 'm_knn', filter => 'item_id > 3')")
+add("SELECT * FROM recsys.recommend(1, 10, 'm_content', filter => 'no_column > 3')")
+add("SELECT * FROM recsys.recommend(1, 10, 'm_content', filter => '1')")
+add("SELECT * FROM recsys.recommend(1, 10, 'm_content', filter => '')")
+add("SELECT * FROM recsys.recommend(1, 10, 'm_content', filter => 'NULL')")
+add("SELECT * FROM recsys.recommend(1, 10, 'm_content', filter => 'item_id = 1; SELECT 1')")
+add("SELECT * FROM recsys.recommend(1, 10, 'm_content', filter => 'pg_sleep(0) IS NULL')")
+
+# Similarity functions: NULLs, NaN/±Inf, empty, mismatched and huge arrays.
+for fn, typ in [("cosine", "real"), ("cosine", "float8"), ("pearson", "real"), ("pearson", "float8")]:
+    for a, b in [("NULL", "'{1,2}'"), ("'{1,2}'", "NULL"), ("'{}'", "'{}'"), ("'{1,2,3}'", "'{1,2}'"),
+                 ("'{NaN,1}'", "'{1,1}'"), ("'{Infinity,1}'", "'{1,1}'"), ("'{-Infinity,1}'", "'{1,-Infinity}'"),
+                 ("'{NULL,1}'", "'{1,1}'"), ("'{0,0}'", "'{0,0}'"), ("'{1}'", "'{1}'"),
+                 ("array_fill(1, ARRAY[3000000])", "array_fill(2, ARRAY[3000000])"),
+                 ("'{3.4e38,3.4e38}'", "'{3.4e38,3.4e38}'")]:
+        add(f"SELECT recsys.{fn}({a}::{typ}[], {b}::{typ}[])")
+for a, b in [("NULL", "'{1}'"), ("'{}'", "'{}'"), ("'{1,1,2}'", "'{2}'"), ("'{NULL}'", "'{NULL}'"),
+             ("ARRAY(SELECT generate_series(1, 2000000)::bigint)", "ARRAY(SELECT generate_series(1000000, 3000000)::bigint)")]:
+    add(f"SELECT recsys.jaccard({a}::bigint[], {b}::bigint[])")
+add("SELECT recsys.cosine('{1,2}'::text[], '{1,2}'::text[])")
+add("SELECT recsys.cosine('{{1,2},{3,4}}'::real[], '{{1,2},{3,4}}'::real[])")
+
+# train: NULL in every argument, odd sources, wrong columns, params of the wrong types.
+train_args = ["@T@", "'bi'", "'item_knn'", "'{}'", "'user_id'", "'item_id'", "NULL", "NULL", "NULL", "NULL"]
+train_names = ["model", "source", "algorithm", "params", "user_column", "item_column", "rating_column",
+               "time_column", "items", "item_text"]
+for i in range(6):
+    args = list(train_args)
+    args[i] = "NULL"
+    add(f"SELECT * FROM recsys.train({', '.join(f'{n} => {a}' for n, a in zip(train_names, args))})")
+for src in ["bi_view", "bi_parted", "bi_empty", "bi_one_user", "bi_one_item", "bi_dupes", "bi_negative",
+            "bi_nullids", "bi_text_ids", "bi_numeric_ids", "no_such_table", "pg_class"]:
+    for alg in ["popularity", "item_knn", "user_knn", "als", "bpr", "ease", "svd", "ncf"]:
+        add(f"SELECT * FROM recsys.train(@T@, '{src}', '{alg}')")
+    # A failed train of an existing name adds no version.
+    add(f"SELECT * FROM recsys.train('m_knn', '{src}', 'item_knn', '{{\"k\": 0}}')")
+for alg in ["biased_mf", "svdpp"]:
+    for src in ["bi", "bi_negative", "bi_one_user"]:
+        add(f"SELECT * FROM recsys.train(@T@, '{src}', '{alg}', '{{\"epochs\": 2}}', rating_column => 'rating')")
+    add(f"SELECT * FROM recsys.train(@T@, 'bi', '{alg}', rating_column => 'ts')")
+    add(f"SELECT * FROM recsys.train(@T@, 'bi', '{alg}')")
+for params in ['{"k": "ten"}', '{"k": -1}', '{"k": 0}', '{"k": 1e12}', '{"k": 2.5}', '{"k": null}', '[]', '"text"', '1',
+               '{"nope": 1}', '{"k": [1]}', '{"k": {"a": 1}}', '{"similarity": "nope"}', '{"similarity": 3}',
+               '{"shrink": "NaN"}', '{"shrink": -1}', '{"k": true}']:
+    add(f"SELECT * FROM recsys.train(@T@, 'bi', 'item_knn', '{params}')")
+for alg, params in [("als", '{"factors": 0}'), ("als", '{"factors": 100000}'), ("als", '{"regularization": -1}'),
+                    ("als", '{"alpha": "NaN"}'), ("als", '{"iterations": 0}'), ("als", '{"iterations": 1e9}'),
+                    ("ease", '{"lambda": -5}'), ("ease", '{"lambda": "Infinity"}'), ("ease", '{"max_items": 0}'),
+                    ("bpr", '{"lr": 0}'), ("bpr", '{"lr": 100}'), ("ncf", '{"hidden": 2}'), ("ncf", '{"batch_size": 0}'),
+                    ("ncf", '{"negatives": 0}'), ("ncf", '{"lr": 10, "epochs": 1}'), ("sequential", '{}'),
+                    ("two_tower", '{}'), ("content", '{}'), ("hybrid", '{}'), ("hybrid", '{"members": []}'),
+                    ("hybrid", '{"members": [{"algorithm": "hybrid"}, {"algorithm": "als"}]}'),
+                    ("hybrid", '{"members": [{"algorithm": "als", "weight": "NaN"}, {"algorithm": "ease"}]}'),
+                    ("popularity", '{"fallback": "nope"}'), ("popularity", '{"fallback": "t_self"}'),
+                    ("nope", '{}'), ("", '{}'), ("ITEM_KNN", '{}')]:
+    add(f"SELECT * FROM recsys.train(@T@, 'bi', '{alg}', '{params}')")
+for col in ["'nope'", "'rating'", "''", "'ts'", "'user_id; DROP TABLE bi'"]:
+    add(f"SELECT * FROM recsys.train(@T@, 'bi', 'item_knn', user_column => {col})")
+    add(f"SELECT * FROM recsys.train(@T@, 'bi', 'item_knn', item_column => {col})")
+add("SELECT * FROM recsys.train(@T@, 'bi', 'sequential', time_column => 'rating')")
+add("SELECT * FROM recsys.train(@T@, 'bi', 'content', items => 'bi_items', item_text => 'no_column')")
+add("SELECT * FROM recsys.train(@T@, 'bi', 'content', items => 'bi_items', item_text => 'item_id')")
+add("SELECT * FROM recsys.train(@T@, 'bi', 'content', items => 'bi_items')")
+add("SELECT * FROM recsys.train(@T@, 'bi', 'item_knn', items => 'bi_items', item_text => 'title')")
+add("SELECT * FROM recsys.train(repeat('x', 300), 'bi', 'popularity')")
+add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'ease')")
+add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'als', '{\"factors\": 512}')")
+add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'ncf')")
+add("SET recsys.max_threads = 0")
+add("SET recsys.max_memory_mb = -1")
+add("SET recsys.device = 'tpu'")
+
+# evaluate, split, tune, synthetic_interactions.
+for args in ["NULL, 'bi_test'", "'m_knn', NULL", "'m_knn', 'bi_test', NULL", "'m_knn', 'bi_test', -3",
+             "'m_knn', 'no_such_table'", "'m_knn', 'bi_empty'", "'m_knn', 'bi_text_ids'", "'nope', 'bi_test'",
+             "'m_knn', 'bi_test', 2147483647"]:
+    add(f"SELECT * FROM recsys.evaluate({args})")
+for args in ["'bi', 's_tr', 's_te', 'random', 'NaN'", "'bi', 's_tr', 's_te', 'random', -0.5", "'bi', 's_tr', 's_te', 'random', 1.5",
+             "'bi', 's_tr', 's_te', 'nope'", "'bi', 'bi', 's_te'", "'bi', NULL, 's_te'", "NULL, 's_tr', 's_te'",
+             "'bi', 's_tr', 's_tr'", "'bi', 's_tr', 's_te', 'temporal'", "'bi', 's_tr', 's_te', 'random', 0.2, NULL",
+             "'bi_empty', 's_tr', 's_te'", "'bi', 's tr\"; DROP TABLE bi; --', 's_te'"]:
+    add(f"SELECT * FROM recsys.split({args})")
+for args in ["'t_tune', 'bi', 'item_knn', '{}'", "'t_tune', 'bi', 'item_knn', '{\"k\": []}'",
+             "'t_tune', 'bi', 'item_knn', '{\"k\": [\"a\"]}'", "'t_tune', 'bi', 'item_knn', '[1]'",
+             "'t_tune', 'bi', 'item_knn', '{\"k\": [5]}', 'nope'", "'t_tune', 'bi', 'item_knn', '{\"k\": [5]}', 'ndcg', 0",
+             "'t_tune', 'bi', 'sequential', '{\"epochs\": [1]}'", "'t_tune', 'bi', 'item_knn', NULL",
+             "'t_tune', 'bi', 'item_knn', '{\"k\": [5]}', validation_fraction => 0"]:
+    add(f"SELECT * FROM recsys.tune({args})")
+for args in ["-1, 10, 100", "10, -1, 100", "10, 10, -1", "0, 0, 0", "10, 10, 0", "NULL, 10, 10", "10, 10, 10, NULL",
+             "2147483647, 2147483647, 10", "10, 10, 9223372036854775807", "1, 1, 5"]:
+    add(f"SELECT count(*) FROM recsys.synthetic_interactions({args})")
+
+if __name__ == "__main__":
+    # Every train gets a model name of its own (t<line>), so that a failed one can be checked to
+    # have left nothing in the catalog.
+    for n, c in enumerate(calls):
+        print(c.replace("\n", " ").replace("@T@", f"'t{n}'"))

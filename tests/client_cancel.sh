@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Cancel and timeout: statement_timeout = 1 s stops the training of each family promptly (the time
+# from the timeout to the ERROR is measured), leaves no partial version, and the model's previous
+# version still serves; pg_cancel_backend from another connection does the same.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+DB=pg_recsys_cancel
+fresh_db $DB
+P="$P -At"
+OUT=$(pwd)/target/cancel && rm -rf "$OUT" && mkdir -p "$OUT"
+fail() { echo "FAIL: $*"; exit 1; }
+LIMIT=${CANCEL_LIMIT_S:-2.0}
+$P -c "CREATE TABLE big AS SELECT * FROM recsys.synthetic_interactions(20000, 5000, 1500000, 4)" \
+   -c "CREATE INDEX ON big (user_id)" \
+   -c "CREATE TABLE items AS SELECT i AS item_id, 'item ' || i || ' kind' || (i % 50) || ' shade' || (i % 13) AS title FROM generate_series(1, 5000) i" \
+   -c "SELECT recsys.train('keep', 'big', 'popularity')" >/dev/null
+keep=$($P -c "SELECT string_agg(item_id::text, ',') FROM recsys.recommend(1, 10, 'keep')")
+echo "family,algorithm,sqlstate,seconds_after_timeout" > "$OUT/cancel.csv"
+worst=0
+while IFS='|' read -r family alg args; do
+  t0=$(date +%s.%N)
+  out=$(psql -X -q -At -d $DB -v VERBOSITY=verbose -c "SET statement_timeout = '1s'" \
+          -c "SELECT recsys.train('keep', 'big', '$alg'$args)" 2>&1 || true)
+  late=$(python3 -c "print(f'{$(date +%s.%N) - $t0 - 1.0:.3f}')")
+  state=$(sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$out" | head -1)
+  [ "$state" = 57014 ] || fail "$alg: expected 57014 (statement timeout), got: $out"
+  [ "$($P -c "SELECT string_agg(version::text, ',') FROM recsys.models WHERE name = 'keep'")" = 1 ] || fail "$alg left a version"
+  [ "$($P -c "SELECT string_agg(item_id::text, ',') FROM recsys.recommend(1, 10, 'keep')")" = "$keep" ] || fail "keep changed after $alg"
+  echo "$family,$alg,$state,$late" >> "$OUT/cancel.csv"
+  echo "cancel: $family $alg: 57014 ${late} s after the 1 s timeout"
+  worst=$(python3 -c "print(max($worst, $late))")
+done <<'FAMILIES'
+neighbourhood|item_knn|, '{"k": 200}'
+neighbourhood|user_knn|, '{"k": 100}'
+factorization|als|, '{"factors": 128, "iterations": 50}'
+factorization|bpr|, '{"epochs": 200}'
+factorization|svd|, '{"factors": 200}'
+factorization|biased_mf|, '{"epochs": 200}', rating_column => 'rating'
+linear|ease|
+neural|ncf|
+neural|sequential|, '{"epochs": 50}', time_column => 'ts'
+neural|two_tower|, items => 'items', item_text => 'title'
+content|content|, '{"ngrams": 3, "neighbors": 200}', items => 'items', item_text => 'title'
+hybrid|hybrid|, '{"members": [{"algorithm": "als", "params": {"iterations": 50}}, {"algorithm": "ease"}]}'
+FAMILIES
+python3 -c "import sys; sys.exit(0 if $worst <= $LIMIT else 1)" || fail "a train took ${worst} s to stop (limit ${LIMIT} s)"
+
+# pg_cancel_backend from a second connection, during an ALS train.
+psql -X -q -d $DB -v VERBOSITY=verbose -c "SELECT recsys.train('keep', 'big', 'als', '{\"iterations\": 200}')" > "$OUT/bg.txt" 2>&1 &
+bg=$!
+for _ in $(seq 1 100); do
+  pid=$($P -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB' AND query LIKE 'SELECT recsys.train(''keep''%' AND state = 'active'
+                AND now() - query_start > interval '2 seconds'")
+  [ -n "$pid" ] && break
+  sleep 0.2
+done
+[ -n "$pid" ] || fail "the background train did not start"
+t0=$(date +%s.%N)
+$P -c "SELECT pg_cancel_backend($pid)" >/dev/null
+wait $bg || true
+late=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.3f}')")
+grep -q "ERROR:  57014" "$OUT/bg.txt" || fail "pg_cancel_backend: $(cat "$OUT/bg.txt")"
+[ "$($P -c "SELECT string_agg(version::text, ',') FROM recsys.models WHERE name = 'keep'")" = 1 ] || fail "the cancelled train left a version"
+echo "factorization,als (pg_cancel_backend),57014,$late" >> "$OUT/cancel.csv"
+echo "cancel: pg_cancel_backend during ALS: ERROR ${late} s after the cancel"
+echo "cancel: $(($(wc -l < "$OUT/cancel.csv") - 1)) cancelled trains, slowest stop ${worst} s after the timeout; no partial versions; the previous version served throughout"
+psql -X -q -d postgres -c "DROP DATABASE $DB"
+echo "cancel: ok"
