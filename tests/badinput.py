@@ -82,8 +82,12 @@ for src in ["bi_view", "bi_parted", "bi_empty", "bi_one_user", "bi_one_item", "b
             "bi_nullids", "bi_text_ids", "bi_numeric_ids", "no_such_table", "pg_class"]:
     for alg in ["popularity", "item_knn", "user_knn", "als", "bpr", "ease", "svd", "ncf"]:
         add(f"SELECT * FROM recsys.train(@T@, '{src}', '{alg}')")
-    # A failed train of an existing name adds no version.
-    add(f"SELECT * FROM recsys.train('m_knn', '{src}', 'item_knn', '{{\"k\": 0}}')")
+    # A train of an existing name that fails on its source adds no version.
+    if src in ("bi_empty", "bi_text_ids", "bi_numeric_ids", "no_such_table", "pg_class"):
+        add(f"SELECT * FROM recsys.train('m_knn', '{src}', 'item_knn')")
+# Negative and zero weights where an algorithm reads them as confidences or ratings.
+for alg in ["item_knn", "als", "bpr", "ease", "user_knn", "svd"]:
+    add(f"SELECT * FROM recsys.train(@T@, 'bi_negative', '{alg}', rating_column => 'rating')")
 for alg in ["biased_mf", "svdpp"]:
     for src in ["bi", "bi_negative", "bi_one_user"]:
         add(f"SELECT * FROM recsys.train(@T@, '{src}', '{alg}', '{{\"epochs\": 2}}', rating_column => 'rating')")
@@ -113,9 +117,9 @@ add("SELECT * FROM recsys.train(@T@, 'bi', 'content', items => 'bi_items', item_
 add("SELECT * FROM recsys.train(@T@, 'bi', 'content', items => 'bi_items')")
 add("SELECT * FROM recsys.train(@T@, 'bi', 'item_knn', items => 'bi_items', item_text => 'title')")
 add("SELECT * FROM recsys.train(repeat('x', 300), 'bi', 'popularity')")
-add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'ease')")
-add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'als', '{\"factors\": 512}')")
-add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'ncf')")
+add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'als', '{\"factors\": 1024}')")
+add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'ncf', '{\"factors\": 1024, \"hidden\": 4096}')")
+add("SET recsys.max_memory_mb = 1; SELECT * FROM recsys.train(@T@, 'bi', 'hybrid', '{\"members\": [{\"algorithm\": \"als\", \"params\": {\"factors\": 1024}}, {\"algorithm\": \"ease\"}]}')")
 add("SET recsys.max_threads = 0")
 add("SET recsys.max_memory_mb = -1")
 add("SET recsys.device = 'tpu'")
@@ -140,8 +144,30 @@ for args in ["-1, 10, 100", "10, -1, 100", "10, 10, -1", "0, 0, 0", "10, 10, 0",
              "2147483647, 2147483647, 10", "10, 10, 9223372036854775807", "1, 1, 5"]:
     add(f"SELECT count(*) FROM recsys.synthetic_interactions({args})")
 
+# What some calls must give (a substring of the call -> its SQLSTATE, "ok" for a result); the
+# rest must just not be an internal error.
+EXPECT = [
+    ("recommend(1, 0,", "22023"), ("recommend(1, -1,", "22023"), ("similar_items(1, 0,", "22023"),
+    ("recommend(1, 2147483647,", "ok"), ("candidates => '{}'", "ok"), ("ARRAY(SELECT generate_series(1, 200000)", "ok"),
+    ("{NaN,1}", "22023"), ("{Infinity,1}", "22023"), ("'{1,2,3}'::real[], '{1,2}'", "22023"),
+    ("max_memory_mb = 1;", "54000"), ("synthetic_interactions(2147483647, 2147483647", "54000"),
+    ("'no_such_table'", "42P01"), (", 'bi_text_ids', '", "42804"), (", 'bi_empty', '", "22023"), (", 'bi_view', '", "ok"),
+    (", 'bi_parted', '", "ok"), (", 'bi_dupes', '", "ok"), ("filter => 'item_id = 1; SELECT 1'", "42601"),
+    ("recommend(1, 10, 'nope')", "42704"), ("recommend('abc'", "22P02"), ("recommend(1.5,", "42883"),
+    ("{\"k\": \"ten\"}", "22023"), ("{\"nope\": 1}", "22023"), ("'ITEM_KNN'", "22023"), ("deploy('m_knn', 0)", "42704"),
+    ("user_column => 'user_id; DROP TABLE bi'", "42703"), ("'bi_negative', 'als', rating_column", "22023"), ("split('bi', 'bi', 's_te')", "42P07"),
+]
+
 if __name__ == "__main__":
     # Every train gets a model name of its own (t<line>), so that a failed one can be checked to
     # have left nothing in the catalog.
+    import sys
     for n, c in enumerate(calls):
         print(c.replace("\n", " ").replace("@T@", f"'t{n}'"))
+    if len(sys.argv) > 1:  # the expectations, one "line,state" per matched call
+        with open(sys.argv[1], "w") as f:
+            for n, c in enumerate(calls):
+                for sub, state in EXPECT:
+                    if sub in c:
+                        f.write(f"{n + 1},{state}\n")
+                        break

@@ -48,7 +48,7 @@ before_answers=$(answers)
 before_catalog=$(catalog)
 started=$($P -c "SELECT pg_postmaster_start_time()")
 
-python3 "$(dirname "$0")/badinput.py" > "$OUT/calls.sql"
+python3 "$(dirname "$0")/badinput.py" "$OUT/expect.csv" > "$OUT/calls.sql"
 calls=$(wc -l < "$OUT/calls.sql")
 [ "$calls" -ge 200 ] || fail "only $calls calls"
 # One session: before each call a marker and RESET ALL (some calls SET limits).
@@ -76,6 +76,14 @@ for n, s in bad:
     print(f"  {s} from call {n}: {calls[n - 1]}")
 if bad:
     sys.exit(f"FAIL: {len(bad)} calls ended in an internal error")
+wrong = []
+for line in open(f"{out}/expect.csv"):
+    n, want = line.strip().split(",")
+    if results[int(n)] != want:
+        wrong.append(f"  call {n} gave {results[int(n)]}, expected {want}: {calls[int(n) - 1]}")
+if wrong:
+    print("\n".join(wrong))
+    sys.exit(f"FAIL: {len(wrong)} calls did not give the expected result")
 with open(f"{out}/results.csv", "w") as f:
     for n in sorted(results):
         f.write(f"{n},{results[n]}\n")
@@ -83,7 +91,8 @@ with open(f"{out}/results.csv", "w") as f:
 failed = [f"t{n - 1}" for n, s in results.items() if s != "ok" and f"'t{n - 1}'" in calls[n - 1]]
 open(f"{out}/failed_trains.txt", "w").write("\n".join(failed) + "\n")
 counts = Counter(results.values())
-print(f"badinput: {len(calls)} calls: {counts['ok']} results, {len(calls) - counts['ok']} clean errors; by SQLSTATE: "
+print(f"badinput: {len(calls)} calls ({sum(1 for _ in open(f'{out}/expect.csv'))} with a specific expected outcome): "
+      f"{counts['ok']} results, {len(calls) - counts['ok']} clean errors; by SQLSTATE: "
       + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "ok"))
 PY
 left=$($P -c "SELECT count(*) FROM recsys.models WHERE name = ANY (string_to_array('$(tr '\n' ',' < "$OUT/failed_trains.txt" | sed 's/,$//')', ','))")

@@ -17,7 +17,7 @@ log_lines=$(wc -l < "$PGHOST/server.log")
 # An incomplete answer (fewer than 10 rows) fails the call with a division by zero.
 cat > "$OUT/serve.sql" <<'SQL'
 \set uid random(1, 2000)
-SELECT CASE WHEN count(*) = 10 THEN 1 ELSE 1 / 0 END FROM recsys.recommend(:uid, 10, 'live');
+SELECT CASE WHEN count(*) = 10 THEN 1 ELSE 1 / (count(*) - count(*)) END FROM recsys.recommend(:uid, 10, 'live');
 SQL
 (cd "$OUT" && pgbench -n -M prepared -f serve.sql -c 8 -j 8 -T "$DURATION" $DB > pgbench.txt 2>&1; echo $? > pgbench.rc) &
 bench=$!

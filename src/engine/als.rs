@@ -11,7 +11,7 @@ use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::linalg::{axpy_with, dot_with, gram, madd};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
-use crate::engine::{Progress, Result};
+use crate::engine::{Progress, RecsysError, Result};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlsParams {
@@ -45,6 +45,13 @@ pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, k: usize) -> 
 const CHUNK_ROWS: usize = 4096;
 
 pub fn fit(data: &Interactions, p: &AlsParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Factors> {
+    // Confidences c = 1 + alpha·w must stay positive, or the normal equations stop being positive
+    // definite and the sweeps diverge.
+    let negative = data.matrix.values.iter().filter(|&&w| w < 0.0).count();
+    if negative > 0 {
+        return Err(RecsysError::invalid(format!("als needs non-negative weights; {negative} interactions have a negative one"))
+            .with_hint("leave rating_column out (every row weighs 1), or train on a view that keeps the rows with a weight of 0 or more"));
+    }
     let k = p.factors;
     let by_user = &data.matrix;
     let by_item = by_user.transpose();
@@ -215,6 +222,13 @@ mod tests {
 
     fn params() -> AlsParams {
         AlsParams { factors: 2, iterations: 15, regularization: 0.05, alpha: 4.0, cg_steps: 3, seed: 1 }
+    }
+
+    #[test]
+    fn refuses_negative_weights() {
+        let data = Interactions::from_triplets(&[1, 1, 2], &[1, 2, 1], &[1.0, -2.0, 1.0]).unwrap();
+        let e = fit(&data, &params(), &pool(), &mut NoProgress).unwrap_err();
+        assert!(e.message.contains("non-negative"), "{e:?}");
     }
 
     #[test]

@@ -119,8 +119,9 @@ impl Factors {
         self
     }
 
+    /// c = 1 + alpha·w; a negative weight in a live history counts as 0 (training refuses them).
     fn confidence(&self, w: f32) -> f64 {
-        1.0 + self.alpha as f64 * w as f64
+        1.0 + self.alpha as f64 * w.max(0.0) as f64
     }
 
     /// SVD++: |N(u)|^-1/2 Σ y_j over the history.

@@ -35,49 +35,61 @@ pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, p: &SvdParams
     (n_users + n_items) * (p.factors + p.oversample) * 8 * 2 + nnz * 8
 }
 
+/// Rows handled between two checks for cancel: the products below take seconds on millions of
+/// interactions, so they run in slices of rows with `progress.step` in between.
+const ROWS_PER_CHECK: usize = 8192;
+
 /// out (rows(a) × l, row-major) = a · m, where m is cols(a) × l.
-fn mul(a: &Csr, m: &[f64], l: usize, pool: &rayon::ThreadPool) -> Vec<f64> {
+fn mul(a: &Csr, m: &[f64], l: usize, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
     let mut out = vec![0f64; a.n_rows() * l];
-    pool.install(|| {
-        out.par_chunks_mut(l.max(1)).enumerate().for_each(|(r, o)| {
-            let (cols, vals) = a.row(r);
-            for (&j, &v) in cols.iter().zip(vals) {
-                let mj = &m[j as usize * l..(j as usize + 1) * l];
-                o.iter_mut().zip(mj).for_each(|(x, y)| *x += v as f64 * y);
-            }
-        })
-    });
-    out
+    for (slice, rows) in out.chunks_mut(ROWS_PER_CHECK * l.max(1)).enumerate() {
+        pool.install(|| {
+            rows.par_chunks_mut(l.max(1)).enumerate().for_each(|(r, o)| {
+                let (cols, vals) = a.row(slice * ROWS_PER_CHECK + r);
+                for (&j, &v) in cols.iter().zip(vals) {
+                    let mj = &m[j as usize * l..(j as usize + 1) * l];
+                    o.iter_mut().zip(mj).for_each(|(x, y)| *x += v as f64 * y);
+                }
+            })
+        });
+        progress.step(0, 0)?;
+    }
+    Ok(out)
 }
 
-/// mᵀm for a row-major n × l matrix (blocks in parallel, summed in order: deterministic).
-fn gram(m: &[f64], l: usize, pool: &rayon::ThreadPool) -> Vec<f64> {
-    let blocks: Vec<Vec<f64>> = pool.install(|| {
-        m.par_chunks(l * 1024)
-            .map(|block| {
-                let mut g = vec![0f64; l * l];
-                for row in block.chunks_exact(l) {
-                    for i in 0..l {
-                        let ri = row[i];
-                        g[i * l..(i + 1) * l].iter_mut().zip(row).for_each(|(x, y)| *x += ri * y);
-                    }
-                }
-                g
-            })
-            .collect()
-    });
+/// mᵀm for a row-major n × l matrix (blocks of 1,024 rows in parallel, summed in order:
+/// deterministic).
+fn gram(m: &[f64], l: usize, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
     let mut g = vec![0f64; l * l];
-    blocks.iter().for_each(|b| g.iter_mut().zip(b).for_each(|(x, y)| *x += y));
-    g
+    for slice in m.chunks(ROWS_PER_CHECK * l.max(1)) {
+        let blocks: Vec<Vec<f64>> = pool.install(|| {
+            slice
+                .par_chunks(l * 1024)
+                .map(|block| {
+                    let mut g = vec![0f64; l * l];
+                    for row in block.chunks_exact(l) {
+                        for i in 0..l {
+                            let ri = row[i];
+                            g[i * l..(i + 1) * l].iter_mut().zip(row).for_each(|(x, y)| *x += ri * y);
+                        }
+                    }
+                    g
+                })
+                .collect()
+        });
+        blocks.iter().for_each(|b| g.iter_mut().zip(b).for_each(|(x, y)| *x += y));
+        progress.step(0, 0)?;
+    }
+    Ok(g)
 }
 
 /// Orthonormalise the columns of a row-major n × l matrix in place (through the eigenvectors of
 /// mᵀm, twice for accuracy; directions with no energy become zero columns). Returns the largest
 /// eigenvalue of mᵀm before the first pass.
-fn orthonormalize(m: &mut [f64], l: usize, pool: &rayon::ThreadPool) -> f64 {
+fn orthonormalize(m: &mut [f64], l: usize, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<f64> {
     let mut top = 0.0;
     for pass in 0..2 {
-        let (vals, vecs) = symmetric_eigen(&gram(m, l, pool), l);
+        let (vals, vecs) = symmetric_eigen(&gram(m, l, pool, progress)?, l);
         if pass == 0 {
             top = vals[0].max(0.0);
         }
@@ -87,16 +99,19 @@ fn orthonormalize(m: &mut [f64], l: usize, pool: &rayon::ThreadPool) -> f64 {
             let s = if vals[c] > cutoff && vals[c] > 0.0 { 1.0 / vals[c].sqrt() } else { 0.0 };
             (0..l).for_each(|r| t[r * l + c] *= s);
         }
-        pool.install(|| {
-            m.par_chunks_mut(l).for_each(|row| {
-                let old = row.to_vec();
-                for (c, x) in row.iter_mut().enumerate() {
-                    *x = (0..l).map(|r| old[r] * t[r * l + c]).sum();
-                }
-            })
-        });
+        for slice in m.chunks_mut(ROWS_PER_CHECK * l.max(1)) {
+            pool.install(|| {
+                slice.par_chunks_mut(l).for_each(|row| {
+                    let old = row.to_vec();
+                    for (c, x) in row.iter_mut().enumerate() {
+                        *x = (0..l).map(|r| old[r] * t[r * l + c]).sum();
+                    }
+                })
+            });
+            progress.step(0, 0)?;
+        }
     }
-    top
+    Ok(top)
 }
 
 /// The top-k singular values (descending) and right singular vectors (n_items × k, row-major).
@@ -107,18 +122,18 @@ pub fn decompose(a: &Csr, p: &SvdParams, pool: &rayon::ThreadPool, progress: &mu
     let l = (k + p.oversample).min(n_users).min(n_items);
     let mut rng = Rng::new(p.seed);
     let omega: Vec<f64> = (0..n_items * l).map(|_| rng.normal()).collect();
-    let mut q = mul(a, &omega, l, pool);
-    orthonormalize(&mut q, l, pool);
+    let mut q = mul(a, &omega, l, pool, progress)?;
+    orthonormalize(&mut q, l, pool, progress)?;
     for it in 0..p.power_iterations {
-        let mut z = mul(&at, &q, l, pool);
-        orthonormalize(&mut z, l, pool);
-        q = mul(a, &z, l, pool);
-        let top = orthonormalize(&mut q, l, pool);
+        let mut z = mul(&at, &q, l, pool, progress)?;
+        orthonormalize(&mut z, l, pool, progress)?;
+        q = mul(a, &z, l, pool, progress)?;
+        let top = orthonormalize(&mut q, l, pool, progress)?;
         progress.epoch("svd", it + 1, p.power_iterations, "sigma_1", top.sqrt())?;
     }
     // B = Qᵀ A, held as Bᵀ = Aᵀ Q (items × l); B Bᵀ = (Bᵀ)ᵀ Bᵀ = W Σ² Wᵀ; V = Bᵀ W Σ⁻¹.
-    let bt = mul(&at, &q, l, pool);
-    let (vals, w) = symmetric_eigen(&gram(&bt, l, pool), l);
+    let bt = mul(&at, &q, l, pool, progress)?;
+    let (vals, w) = symmetric_eigen(&gram(&bt, l, pool, progress)?, l);
     let sigma: Vec<f64> = vals.iter().take(k).map(|&v| v.max(0.0).sqrt()).collect();
     let mut v = vec![0f64; n_items * k];
     for i in 0..n_items {
@@ -135,7 +150,7 @@ pub fn fit(data: &Interactions, p: &SvdParams, pool: &rayon::ThreadPool, progres
     let (_, v) = decompose(&data.matrix, p, pool, progress)?;
     let k = p.factors.min(data.n_users()).min(data.n_items());
     let items: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    let users: Vec<f32> = mul(&data.matrix, &v, k, pool).into_iter().map(|x| x as f32).collect();
+    let users: Vec<f32> = mul(&data.matrix, &v, k, pool, progress)?.into_iter().map(|x| x as f32).collect();
     Ok(Factors {
         kind: FactorKind::Svd,
         k,
