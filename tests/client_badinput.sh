@@ -23,6 +23,7 @@ CREATE TABLE bi_parted_0 PARTITION OF bi_parted FOR VALUES WITH (MODULUS 2, REMA
 CREATE TABLE bi_parted_1 PARTITION OF bi_parted FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 INSERT INTO bi_parted SELECT user_id, item_id, rating FROM bi;
 CREATE TABLE bi_empty (LIKE bi);
+CREATE TABLE bi_big AS SELECT * FROM recsys.synthetic_interactions(2000, 500, 40000, 13);
 CREATE TABLE bi_one_user AS SELECT * FROM bi WHERE user_id = 1;
 CREATE TABLE bi_one_item AS SELECT * FROM bi WHERE item_id = (SELECT min(item_id) FROM bi);
 CREATE TABLE bi_dupes AS SELECT b.* FROM bi b, generate_series(1, 3);

@@ -178,16 +178,21 @@ fn conjugate_gradient<const FMA: bool>(x: &mut [f32], cols: &[u32], vals: &[f32]
     let (r, rest) = scratch.split_at_mut(k);
     let (dir, rest) = rest.split_at_mut(k);
     let (ap, b) = rest.split_at_mut(k);
-    // r = b − A x, with b = Σ c_j y_j
-    apply::<FMA>(x, cols, vals, y, yty, p.alpha, ap);
-    r.iter_mut().zip(ap.iter()).for_each(|(ri, a)| *ri = -a);
+    // r = b − A x = −(YᵀY + λI) x + Σ_j (c_j − (c_j − 1)(y_j·x)) y_j and b = Σ c_j y_j, in one
+    // pass over the row's items (each y_j is read from memory once, as in the CG steps).
+    r.iter_mut().for_each(|v| *v = 0.0);
+    for (i, &xi) in x.iter().enumerate() {
+        axpy_with::<FMA>(-xi, &yty[i * k..(i + 1) * k], r);
+    }
+    b.iter_mut().for_each(|v| *v = 0.0);
     let mut total_confidence = 0f64;
     for (&j, &w) in cols.iter().zip(vals) {
+        let yj = &y[j as usize * k..(j as usize + 1) * k];
         let c = 1.0 + p.alpha * w;
         total_confidence += c as f64;
-        axpy_with::<FMA>(c, &y[j as usize * k..(j as usize + 1) * k], r);
+        axpy_with::<FMA>(c - p.alpha * w * dot_with::<FMA>(yj, x), yj, r);
+        axpy_with::<FMA>(c, yj, b);
     }
-    b.iter_mut().zip(r.iter().zip(ap.iter())).for_each(|(bi, (ri, ai))| *bi = ri + ai);
     dir.copy_from_slice(r);
     let mut rs_old = dot_with::<FMA>(r, r);
     for _ in 0..p.cg_steps {

@@ -15,18 +15,19 @@ pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// a · b, with 32 independent partial sums so the loop vectorises (4 AVX or 8 SSE registers)
-/// and the additions do not wait on each other. Always inlined, so that callers compiled with
-/// wider vector features (see `als`) get the wide version.
+/// a · b, with 16 independent partial sums: one 512-bit register (or two 256-bit ones), which
+/// LLVM keeps in vector registers; the wider, interleaved reduction this had before was split
+/// into 2-lane pieces with spills. Always inlined, so that callers compiled with wider vector
+/// features (see `als`) get the wide version.
 #[inline(always)]
 pub fn dot_with<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 32];
-    let mut ca = a.chunks_exact(32);
-    let mut cb = b.chunks_exact(32);
+    let mut acc = [0f32; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
     for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..32 {
+        for l in 0..16 {
             acc[l] = madd::<FMA>(x[l], y[l], acc[l]);
         }
     }
@@ -35,10 +36,14 @@ pub fn dot_with<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
         s = madd::<FMA>(*x, *y, s);
     }
     let mut half = [0f32; 8];
-    for l in 0..32 {
-        half[l % 8] += acc[l];
+    for l in 0..8 {
+        half[l] = acc[l] + acc[l + 8];
     }
-    s + half.iter().sum::<f32>()
+    let mut quarter = [0f32; 4];
+    for l in 0..4 {
+        quarter[l] = half[l] + half[l + 4];
+    }
+    s + (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
 }
 
 /// y += a·x
