@@ -7,9 +7,10 @@
 -- functions do, after checking that the caller may manage the model's name.
 
 ALTER TABLE recsys.models ENABLE ROW LEVEL SECURITY;
+-- to_regrole is NULL for a role that no longer exists (then only superusers see the row); it is
+-- a cache lookup, so the policy stays cheap on the recommend path.
 CREATE POLICY models_of_my_roles ON recsys.models FOR SELECT USING (
-    CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = owner)
-         THEN pg_catalog.pg_has_role(owner, 'USAGE') ELSE false END);
+    pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(owner::text)), 'USAGE'));
 
 ALTER TABLE recsys.item_neighbors ENABLE ROW LEVEL SECURITY;
 CREATE POLICY of_visible_models ON recsys.item_neighbors FOR SELECT
