@@ -13,7 +13,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
 SHARED=${SHARED:-$(pwd)/../shared}
-[ -d "$SHARED/data" ] || SHARED=/work/shared
 DATA=$SHARED/data/ml-100k/u.data
 [ -f "$DATA" ] || { echo "bench-latency: $DATA not found"; exit 2; }
 . benches/venv.sh

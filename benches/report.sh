@@ -8,7 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
 SHARED=${SHARED:-$(pwd)/../shared}
-[ -d "$SHARED/eval/splits" ] || SHARED=/work/shared
 [ -d "$SHARED/eval/splits" ] || { echo "bench: ../shared/eval not found"; exit 2; }
 OUT=target/bench && mkdir -p $OUT && chmod 777 $OUT
 SPLITS="ml100k_implicit_all ml100k_implicit_pos4 mllatestsmall_implicit_all"

@@ -39,12 +39,49 @@ mod tests {
     fn new_interaction_changes_answer_without_retraining() {
         setup_table();
         Spi::run("SELECT recsys.train('m', 'clicks', 'item_knn')").unwrap();
-        Spi::run("INSERT INTO clicks SELECT 99999, item_id FROM recsys.recommend(99999, 3, 'm')").unwrap();
+        // A brand-new user's one row, for the item with the most neighbours: item_knn's score of j
+        // for the history {x} is exactly sim(x, j), so the answer must be x's neighbours, each
+        // with its similarity — popularity (what an ignored history would give) scores counts.
+        let x = Spi::get_one::<i64>(
+            "SELECT n.item_id FROM recsys.item_neighbors n JOIN recsys.models m ON m.id = n.model_id AND m.name = 'm'
+             GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
+        )
+        .unwrap()
+        .unwrap();
+        Spi::run(&format!("INSERT INTO clicks VALUES (99999, {x})")).unwrap();
+        let mismatched = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM recsys.recommend(99999, 5, 'm') r
+               LEFT JOIN (SELECT n.neighbor_id, n.score FROM recsys.item_neighbors n JOIN recsys.models m
+                            ON m.id = n.model_id AND m.name = 'm' WHERE n.item_id = {x}) nb ON nb.neighbor_id = r.item_id
+              WHERE nb.score IS NULL OR abs(nb.score - r.score) > 1e-6"
+        ))
+        .unwrap();
+        assert_eq!(mismatched, Some(0), "the answer must come from the new row's neighbours");
+        assert_eq!(top("SELECT item_id FROM recsys.recommend(99999, 5, 'm')").len(), 5);
         let after = top("SELECT item_id FROM recsys.recommend(99999, 10, 'm')");
-        let cold = top("SELECT item_id FROM recsys.recommend(123456, 10, 'm')");
-        assert_ne!(after, cold, "a user with history must not get the cold-start list");
-        let seen = top("SELECT item_id FROM clicks WHERE user_id = 99999");
-        assert!(after.iter().all(|i| !seen.contains(i)));
+        assert!(!after.contains(&x), "the new row's item is seen");
+    }
+
+    #[pg_test]
+    fn model_cache_is_bounded_in_bytes() {
+        // EASE on 300 items stores a 300 × 300 float matrix: ~360 kB a model.
+        Spi::run("CREATE TABLE wide AS SELECT user_id, item_id FROM recsys.synthetic_interactions(200, 300, 6000, 3)").unwrap();
+        for name in ["e1", "e2", "e3"] {
+            Spi::run(&format!("SELECT recsys.train('{name}', 'wide', 'ease', '{{\"lambda\": 10}}')")).unwrap();
+        }
+        let sizes: Vec<i64> = top("SELECT sum(length(b.data))::int8 FROM recsys.model_blobs b JOIN recsys.models m ON m.id = b.model_id GROUP BY m.name ORDER BY m.name");
+        assert!(sizes.iter().all(|&s| s > 300_000 && s < 500_000), "{sizes:?}");
+        Spi::run("SET recsys.model_cache_mb = 1").unwrap();
+        for name in ["e1", "e2", "e3"] {
+            Spi::run(&format!("SELECT * FROM recsys.recommend(1, 3, '{name}')")).unwrap();
+        }
+        // Three models would pass 1 MB: the least recently used one was evicted.
+        let (models, bytes) = crate::sql::cache::usage();
+        assert_eq!(models, 2);
+        assert!(bytes <= 1 << 20 && bytes as i64 == sizes[1] + sizes[2], "{bytes} bytes cached");
+        Spi::run("SET recsys.model_cache_mb = 0").unwrap();
+        Spi::run("SELECT * FROM recsys.recommend(1, 3, 'e1')").unwrap();
+        assert_eq!(crate::sql::cache::usage(), (0, 0));
     }
 
     #[pg_test]

@@ -93,22 +93,30 @@ psql -X -q -d postgres -c "DROP DATABASE $UP" -c "DROP DATABASE pg_recsys_fresh"
 psql -X -q -d $DB -c "CREATE TABLE big AS SELECT user_id, item_id FROM recsys.synthetic_interactions(20000, 3000, 1500000, 5)" >/dev/null
 versions_before=$(psql -X -q -At -d $DB -c "SELECT count(*) FROM recsys.models")
 (psql -X -q -d $DB -c "SELECT recsys.train('m_crash', 'big', 'als', '{\"iterations\": 200}')" > "$OUT/crash_train.txt" 2>&1 || true) &
+started=0
 for _ in $(seq 1 100); do
-  [ "$(psql -X -q -At -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT recsys.train(''m_crash''%' AND state = 'active'
-        AND now() - query_start > interval '2 seconds'")" = 1 ] && break
+  if [ "$(psql -X -q -At -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT recsys.train(''m_crash''%' AND state = 'active'
+        AND now() - query_start > interval '2 seconds'")" = 1 ]; then started=1; break; fi
   sleep 0.2
 done
+# The crash must land in a running train, or the checks below prove nothing.
+[ $started = 1 ] || fail "the ALS train to crash did not start"
+# Only this run's part of the server log counts (the log is appended across runs).
+log_from=$(stat -c %s "$PGHOST/server.log")
 DATA=$PGHOST/data
 postmaster=$(head -1 "$DATA/postmaster.pid")
 # shellcheck disable=SC2046
 kill -9 "$postmaster" $(pgrep -P "$postmaster")
 wait
+grep -q "server closed the connection\|connection to server was lost\|terminat" "$OUT/crash_train.txt" \
+  || fail "the train was not running when the server was killed: $(cat "$OUT/crash_train.txt")"
 # The killed backends take a moment to release shared memory: retry the start.
 for _ in $(seq 1 30); do
   sleep 1
   .ci/cluster start >/dev/null 2>&1 && psql -X -q -At -d postgres -c "SELECT 1" >/dev/null 2>&1 && break
 done
-grep -q "database system was interrupted\|was not properly shut down" "$PGHOST/server.log" || fail "no crash recovery in the server log"
+tail -c +$((log_from + 1)) "$PGHOST/server.log" | grep -q "database system was interrupted\|was not properly shut down" \
+  || fail "no crash recovery in this run's server log"
 [ "$(psql -X -q -At -d $DB -c "SELECT count(*) FROM recsys.models WHERE name = 'm_crash'")" = 0 ] || fail "the crashed train left a version"
 [ "$(psql -X -q -At -d $DB -c "SELECT count(*) FROM recsys.models")" = "$versions_before" ] || fail "versions changed across the crash"
 [ "$(psql -X -q -At -d $DB -c "SELECT count(*) FROM recsys.model_blobs b WHERE NOT EXISTS (SELECT FROM recsys.models m WHERE m.id = b.model_id)")" = 0 ] \

@@ -2,13 +2,14 @@
 # End-to-end quality on the shared ML-100K implicit split, scored by the reference scorer:
 # load train into a table, train popularity, item_knn (cosine, k=100), als, bpr and svd with their
 # defaults, export recommend(u, 10) for every test user with \copy, run
-# ../shared/eval/evaluate_topn.py, and require NDCG@10 at least a floor (within 2 % of the peers in
-# ../shared/eval/PEERS.md for popularity and item_knn; the issue's floors for als 0.348 and bpr 0.333);
+# ../shared/eval/evaluate_topn.py, and require NDCG@10 at least a floor just under (about 0.5 %) what
+# each model measures here, so that a real regression fails;
 # and require recsys.evaluate on the same model and test table to agree with the scorer to 1e-6.
 # Then rating prediction on the ML-100K folds u1..u5: mean RMSE from recsys.evaluate of biased_mf
-# at most 0.935 (Surprise SVD 0.9378), of svdpp at most 0.920 (Surprise SVD++ 0.9220), of item_knn
-# pearson_baseline at most 0.925 (Surprise KNNBaseline 0.9204). EASE is trained with recsys.tune
-# (lambda chosen on a validation split of train) and must reach 0.434 (numpy EASE 0.4381).
+# at most 0.918 (measured 0.9139; Surprise SVD 0.9378), of svdpp at most 0.918 (measured 0.9136;
+# Surprise SVD++ 0.9220), of item_knn pearson_baseline at most 0.9245 (measured 0.9220; Surprise
+# KNNBaseline 0.9204). EASE is trained with recsys.tune
+# (lambda chosen on a validation split of train) and must reach 0.437 (numpy EASE 0.4381).
 # two_tower (item text from u.item) has a floor on the same split; a hybrid of EASE and ALS must
 # reach its best member; content must find items held out of training by their text (hit-rate@10
 # among them, against a random ranking); sequential, on a per-user
@@ -18,7 +19,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
 SHARED=${SHARED:-$(pwd)/../shared}
-[ -d "$SHARED/eval/splits" ] || SHARED=/work/shared
 SPLIT=$SHARED/eval/splits/ml100k_implicit_all
 if [ ! -f "${SPLIT}_train.csv" ] || [ ! -f "$SHARED/eval/evaluate_topn.py" ]; then
   echo "SKIP quality_ml100k: ../shared/eval (splits and scorer) not found"
@@ -65,14 +65,14 @@ for m in ["precision@10", "recall@10", "ndcg@10", "map@10", "hitrate@10", "cover
 print(f"  {name}: recsys.evaluate agrees with evaluate_topn.py to 1e-6 on all six metrics")
 PY
 }
-check pop 0.2099 0.2142
-check knn 0.3357 0.3426
-check als 0.348 0.3554
-check bpr 0.333 0.3401
-check svd 0.34 0.3479  # no peer: our own measured figure
-check uknn 0.38 0.3881  # no peer: our own measured figure
-check ncf 0.37 0.3754  # no peer: our own measured figure (sparse Adam embeddings) (implicit ALS 0.3554 on this split)
-check ease 0.434 0.4381  # lambda chosen by recsys.tune on a validation split of train
+check pop 0.2135 0.2142  # measured 0.2142
+check knn 0.3400 0.3426  # measured 0.3422
+check als 0.4440 0.3554  # measured 0.4466
+check bpr 0.3320 0.3401  # measured 0.3349
+check svd 0.3455 0.3479  # no peer: our own measured figure (0.3479)
+check uknn 0.3855 0.3881  # no peer: our own measured figure (0.3881)
+check ncf 0.3725 0.3754  # no peer: our own measured figure (sparse Adam embeddings) (implicit ALS 0.3554 on this split)
+check ease 0.4370 0.4381  # measured 0.4396; lambda chosen by recsys.tune on a validation split of train
 
 ML100K=$SHARED/data/ml-100k
 if [ -f "$ML100K/u.item" ]; then
@@ -89,14 +89,14 @@ PY
   $P -c "CREATE TABLE items (item_id int PRIMARY KEY, text text)" -c "\copy items FROM '$OUT/items.csv' WITH (FORMAT csv)" \
      -c "SELECT recsys.train('tt', 'train', 'two_tower', items => 'items', item_text => 'text')" \
      -c "SELECT recsys.train('content', 'train', 'content', items => 'items', item_text => 'text')" >/dev/null
-  check tt 0.36 0.3734  # no peer: our own measured figure (implicit ALS 0.3554 on this split)
-  check content 0.04 0.0412  # no peer: our own measured figure (text alone is weak here)
+  check tt 0.3695 0.3734  # no peer: our own measured figure (implicit ALS 0.3554 on this split)
+  check content 0.0405 0.0412  # no peer: our own measured figure (text alone is weak here)
 
   # hybrid: EASE (default lambda) + ALS, score fusion, must reach at least its best member, each
   # trained alone on the same rows.
   $P -c "SELECT recsys.train('hyb', 'train', 'hybrid', '{\"members\": [{\"algorithm\": \"ease\"}, {\"algorithm\": \"als\"}]}')" \
      -c "SELECT recsys.train('ease500', 'train', 'ease')" >/dev/null
-  check hyb 0.44 0.4475  # no peer: our own measured figure (members: ease 0.4381, als 0.4466)
+  check hyb 0.4450 0.4475  # no peer: our own measured figure (members: ease 0.4381, als 0.4466)
   $P -At -F, -c "SELECT m, value FROM unnest(ARRAY['hyb', 'ease500', 'als']) m, recsys.evaluate(m, 'test', 10) WHERE metric = 'ndcg@10'" > "$OUT/hybrid.csv"
   python3 - "$OUT/hybrid.csv" <<'PY'
 import csv, sys
@@ -138,7 +138,7 @@ import csv, sys
 r = {m: float(v) for m, v in csv.reader(open(sys.argv[1]))}
 print(f"  temporal split NDCG@10: sequential {r['seq']:.4f}, als {r['tals']:.4f}, ease {r['tease']:.4f}")
 assert r["seq"] > max(r["tals"], r["tease"]), "sequential does not beat ALS and EASE on the temporal split"
-assert r["seq"] >= 0.21, f"sequential NDCG@10 {r['seq']:.4f} below 0.21 (measured 0.2253)"
+assert r["seq"] >= 0.222, f"sequential NDCG@10 {r['seq']:.4f} below 0.222 (measured 0.2253)"
 PY
 else
   echo "  SKIP two_tower and sequential: $ML100K/u.item not found"
@@ -164,7 +164,7 @@ from collections import defaultdict
 r = defaultdict(list)
 for alg, v in csv.reader(open(sys.argv[1])):
     r[alg].append(float(v))
-for alg, limit, peer in [("biased_mf", 0.935, 0.9378), ("svdpp", 0.920, 0.9220), ("pearson_baseline", 0.925, 0.9204)]:
+for alg, limit, peer in [("biased_mf", 0.918, 0.9378), ("svdpp", 0.918, 0.9220), ("pearson_baseline", 0.9245, 0.9204)]:
     assert len(r[alg]) == 5, r
     mean = sum(r[alg]) / 5
     print(f"  {alg}: mean RMSE over u1..u5 {mean:.4f} (limit {limit}, Surprise {peer})")

@@ -56,8 +56,10 @@ pub fn fit(data: &Interactions, p: &AlsParams, pool: &rayon::ThreadPool, progres
     let by_user = &data.matrix;
     let by_item = by_user.transpose();
     let mut rng = Rng::new(p.seed);
-    let mut users: Vec<f32> = (0..data.n_users() * k).map(|_| rng.next_f64() as f32 * 0.01).collect();
-    let mut items: Vec<f32> = (0..data.n_items() * k).map(|_| rng.next_f64() as f32 * 0.01).collect();
+    // The factor matrices are reserved with a failure path (ERROR 53200, not an abort).
+    let mut users = crate::engine::memory::filled(data.n_users() * k, 0f32, "ALS user factors")?;
+    let mut items = crate::engine::memory::filled(data.n_items() * k, 0f32, "ALS item factors")?;
+    users.iter_mut().chain(items.iter_mut()).for_each(|x| *x = rng.next_f64() as f32 * 0.01);
     let total_rows = (data.n_users() + data.n_items()) * p.iterations;
     let mut done = 0;
     for it in 0..p.iterations {

@@ -47,8 +47,9 @@ pub fn fit(data: &Interactions, p: &BprParams, progress: &mut dyn Progress) -> R
     let (n_users, n_items, nnz) = (data.n_users(), data.n_items(), data.nnz());
     let mut rng = Rng::new(p.seed);
     let init = |rng: &mut Rng| (rng.next_f64() as f32 - 0.5) / k as f32;
-    let mut users: Vec<f32> = (0..n_users * k).map(|_| init(&mut rng)).collect();
-    let mut items: Vec<f32> = (0..n_items * k).map(|_| init(&mut rng)).collect();
+    let mut users = crate::engine::memory::filled(n_users * k, 0f32, "BPR user factors")?;
+    let mut items = crate::engine::memory::filled(n_items * k, 0f32, "BPR item factors")?;
+    users.iter_mut().chain(items.iter_mut()).for_each(|x| *x = init(&mut rng));
     let mut bias = vec![0f32; n_items];
     // The user of every stored interaction.
     let owner = m.owners();

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use crate::engine::interactions::Interactions;
 use crate::engine::knn::Neighbors;
 use crate::engine::linalg::invert_spd;
+use crate::engine::memory::filled;
 use crate::engine::params::Params;
 use crate::engine::topk::top_k;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
@@ -82,8 +83,10 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
     let n = data.n_items();
     let by_user = &data.matrix;
     let by_item = by_user.transpose();
+    // The dense buffers are reserved with a failure path (ERROR 53200, not an abort).
     // G = XᵀX + λI, one row per item: G[i] = Σ_{u ∋ i} x_ui · X[u].
-    let mut g = vec![0f64; n * n];
+    let mut g = filled(n * n, 0f64, "EASE's Gram matrix")?;
+    let mut scratch = filled(n * n, 0f64, "EASE's inverse factor")?;
     pool.install(|| {
         g.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
             let (users, wi) = by_item.row(i);
@@ -97,7 +100,7 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
         })
     });
     let mut failure: Option<RecsysError> = None;
-    let ok = invert_spd(&mut g, n, pool, &mut |done, total| match progress.step(done, total) {
+    let ok = invert_spd(&mut g, n, &mut scratch, pool, &mut |done, total| match progress.step(done, total) {
         Ok(()) => true,
         Err(e) => {
             failure = Some(e);
@@ -111,8 +114,9 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
         return Err(RecsysError::new(ErrorKind::InvalidParameter, "EASE: XᵀX + λI is not positive definite")
             .with_hint("raise lambda"));
     }
+    drop(scratch);
     let diag: Vec<f64> = (0..n).map(|j| g[j * n + j]).collect();
-    let mut weights = vec![0f32; n * n];
+    let mut weights = filled(n * n, 0f32, "EASE's weights")?;
     pool.install(|| {
         weights.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
             for j in 0..n {

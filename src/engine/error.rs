@@ -19,8 +19,12 @@ pub enum ErrorKind {
     NotReady,
     /// 54000 program_limit_exceeded
     TooLarge,
-    /// XX001 data_corrupted
+    /// 53200 out_of_memory: a buffer the machine cannot give (the size is in the detail)
+    OutOfMemory,
+    /// XX001 data_corrupted: a stored model that does not decode
     Corrupt,
+    /// XX000 internal_error: a failure inside a library (e.g. Candle) that is nobody's input
+    Internal,
     /// 0A000 feature_not_supported
     Unsupported,
 }

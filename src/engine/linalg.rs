@@ -379,7 +379,9 @@ pub fn dot4(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
 /// serves four results. About (2/3)n³ multiply-adds. Returns false, leaving `a` undefined, when A
 /// is not positive definite or `check` (called between blocks on the calling thread, for
 /// cancel) says stop.
-pub fn invert_spd(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, check: &mut dyn FnMut(usize, usize) -> bool) -> bool {
+/// `scratch` is an n×n work buffer (the caller reserves it, so running out of memory is its
+/// error to report, not an abort here).
+pub fn invert_spd(a: &mut [f64], n: usize, scratch: &mut [f64], pool: &rayon::ThreadPool, check: &mut dyn FnMut(usize, usize) -> bool) -> bool {
     // Cholesky: the lower triangle of `a` becomes L.
     let mut j0 = 0;
     while j0 < n {
@@ -424,7 +426,8 @@ pub fn invert_spd(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, check: &mut
     }
     // X = L⁻¹, stored transposed: xt row c holds column c of X (zero before c). Columns in
     // blocks of four, in lockstep down the rows: row i of L serves all four.
-    let mut xt = vec![0f64; n * n];
+    let xt = &mut scratch[..n * n];
+    xt.fill(0.0);
     {
         let l = &*a;
         pool.install(|| {
@@ -525,7 +528,7 @@ mod tests {
             }
         }
         let mut inv = a.clone();
-        assert!(invert_spd(&mut inv, n, &pool, &mut |_, _| true));
+        assert!(invert_spd(&mut inv, n, &mut vec![0.0; n * n], &pool, &mut |_, _| true));
         for r in 0..n {
             for c in 0..n {
                 let v: f64 = (0..n).map(|k| a[r * n + k] * inv[k * n + c]).sum();
@@ -533,9 +536,9 @@ mod tests {
             }
         }
         let mut indefinite = vec![1.0, 2.0, 2.0, 1.0];
-        assert!(!invert_spd(&mut indefinite, 2, &pool, &mut |_, _| true));
+        assert!(!invert_spd(&mut indefinite, 2, &mut vec![0.0; 4], &pool, &mut |_, _| true));
         let mut cancelled = a.clone();
-        assert!(!invert_spd(&mut cancelled, n, &pool, &mut |_, _| false));
+        assert!(!invert_spd(&mut cancelled, n, &mut vec![0.0; n * n], &pool, &mut |_, _| false));
     }
 
     #[test]

@@ -8,6 +8,11 @@ use rayon::prelude::*;
 
 use crate::engine::interactions::Interactions;
 use crate::engine::model::{Model, Request};
+use crate::engine::{Progress, Result};
+
+/// Users scored in parallel between two calls to `progress.step`, where the glue checks for
+/// cancel: small enough that a cancel lands within a fraction of a second on any model.
+const USERS_PER_CHUNK: usize = 256;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopN {
@@ -61,7 +66,9 @@ fn score_user(recs: &[i64], test: &HashSet<i64>, k: usize) -> UserScore {
 /// Recommend k items to every test user (their training row is the history, seen items
 /// excluded, as `recommend` does; `item_text` is the items table for models that encode item text)
 /// and score the lists. `test` holds (user id, held-out item ids);
-/// users without test items are not evaluated. Runs on `pool`; touches no database.
+/// users without test items are not evaluated. Runs on `pool` in chunks of users, calling
+/// `progress.step` on the calling thread between chunks (an `Err` there stops it); touches no
+/// database.
 pub fn evaluate_top_n(
     model: &Model,
     train: &Interactions,
@@ -69,26 +76,30 @@ pub fn evaluate_top_n(
     item_text: &[(i64, String)],
     k: usize,
     pool: &rayon::ThreadPool,
-) -> TopN {
-    let scores: Vec<UserScore> = pool.install(|| {
-        test.par_iter()
-            .filter(|(_, items)| !items.is_empty())
-            .map(|(user, items)| {
-                let history = train.history_of(*user);
-                let recs: Vec<i64> = model
-                    .recommend(&Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None, items: item_text })
-                    .into_iter()
-                    .map(|(item, _)| item)
-                    .collect();
-                score_user(&recs, &items.iter().copied().collect(), k)
-            })
-            .collect()
-    });
+    progress: &mut dyn Progress,
+) -> Result<TopN> {
+    let test: Vec<&(i64, Vec<i64>)> = test.iter().filter(|(_, items)| !items.is_empty()).collect();
+    let mut scores: Vec<UserScore> = Vec::with_capacity(test.len());
+    for (c, chunk) in test.chunks(USERS_PER_CHUNK).enumerate() {
+        let part: Vec<UserScore> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|(user, items)| {
+                    let history = train.history_of(*user);
+                    let request = Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None, items: item_text };
+                    let recs: Vec<i64> = model.recommend(&request)?.into_iter().map(|(item, _)| item).collect();
+                    Ok(score_user(&recs, &items.iter().copied().collect(), k))
+                })
+                .collect::<Result<_>>()
+        })?;
+        scores.extend(part);
+        progress.step((c + 1) * USERS_PER_CHUNK, test.len())?;
+    }
     let n = scores.len();
     let mean = |f: fn(&UserScore) -> f64| if n == 0 { 0.0 } else { scores.iter().map(f).sum::<f64>() / n as f64 };
     let covered: HashSet<i64> = scores.iter().flat_map(|s| s.items.iter().copied()).collect();
     let catalog = model.n_items();
-    TopN {
+    Ok(TopN {
         k,
         precision: mean(|s| s.precision),
         recall: mean(|s| s.recall),
@@ -99,7 +110,7 @@ pub fn evaluate_top_n(
         users: n,
         catalog,
         distinct_recommended: covered.len(),
-    }
+    })
 }
 
 /// RMSE and MAE of a rating model on held-out (user, item, rating) rows, each user's training row
@@ -112,25 +123,44 @@ pub struct RatingError {
     pub ratings: usize,
 }
 
-pub fn rating_error(model: &Model, train: &Interactions, test: &Interactions, pool: &rayon::ThreadPool) -> RatingError {
+pub fn rating_error(
+    model: &Model,
+    train: &Interactions,
+    test: &Interactions,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<RatingError> {
     let mean = train.matrix.values.iter().map(|&v| v as f64).sum::<f64>() / train.nnz().max(1) as f64;
-    let (se, ae) = pool.install(|| {
-        (0..test.n_users())
-            .into_par_iter()
-            .map(|u| {
-                let user = test.user_ids[u];
-                let history = train.history_of(user);
-                let (cols, vals) = test.matrix.row(u);
-                cols.iter().zip(vals).fold((0f64, 0f64), |(se, ae), (&i, &r)| {
-                    let p = model.predict(Some(user), &history, test.item_ids[i as usize]).map_or(mean, |p| p as f64);
-                    let e = p - r as f64;
-                    (se + e * e, ae + e.abs())
+    let (mut se, mut ae) = (0f64, 0f64);
+    let users = test.n_users();
+    for start in (0..users).step_by(USERS_PER_CHUNK) {
+        let end = (start + USERS_PER_CHUNK).min(users);
+        let part: Vec<(f64, f64)> = pool.install(|| {
+            (start..end)
+                .into_par_iter()
+                .map(|u| {
+                    let user = test.user_ids[u];
+                    let history = train.history_of(user);
+                    let (cols, vals) = test.matrix.row(u);
+                    let mut acc = (0f64, 0f64);
+                    for (&i, &r) in cols.iter().zip(vals) {
+                        let p = model.predict(Some(user), &history, test.item_ids[i as usize])?.map_or(mean, |p| p as f64);
+                        let e = p - r as f64;
+                        acc = (acc.0 + e * e, acc.1 + e.abs());
+                    }
+                    Ok(acc)
                 })
-            })
-            .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
-    });
+                .collect::<Result<_>>()
+        })?;
+        // Summed in user order, so the figure does not depend on the thread count.
+        for (a, b) in part {
+            se += a;
+            ae += b;
+        }
+        progress.step(end, users)?;
+    }
     let n = test.nnz().max(1) as f64;
-    RatingError { rmse: (se / n).sqrt(), mae: ae / n, ratings: test.nnz() }
+    Ok(RatingError { rmse: (se / n).sqrt(), mae: ae / n, ratings: test.nnz() })
 }
 
 #[cfg(test)]
@@ -145,7 +175,7 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let model = spec.fit(&train, crate::engine::neural::DeviceChoice::Cpu, &pool, &mut crate::engine::NoProgress).unwrap();
         let test = Interactions::from_triplets(&[1, 3], &[20, 30], &[2.0, 5.0]).unwrap();
-        let e = rating_error(&model, &train, &test, &pool);
+        let e = rating_error(&model, &train, &test, &pool, &mut crate::engine::NoProgress).unwrap();
         // predictions: item 20 → popularity 1; item 30 → mean 3. errors −1 and −2.
         close(e.rmse, (2.5f64).sqrt());
         close(e.mae, 1.5);
@@ -154,6 +184,42 @@ mod tests {
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    /// A progress sink that says "cancelled" at its `after`-th call, as the glue does on a cancel.
+    struct CancelAt {
+        calls: usize,
+        after: usize,
+    }
+    impl Progress for CancelAt {
+        fn step(&mut self, _done: usize, _total: usize) -> Result<()> {
+            self.calls += 1;
+            if self.calls >= self.after {
+                return Err(crate::engine::RecsysError::new(crate::engine::ErrorKind::NotReady, "cancelled"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn scoring_stops_between_chunks_when_cancelled() {
+        // 1,000 test users: 4 chunks; a cancel at the second check stops after 2 of them.
+        let users: Vec<i64> = (0..1000).flat_map(|u| [u, u]).collect();
+        let items: Vec<i64> = (0..1000).flat_map(|u| [u % 7, 7 + u % 5]).collect();
+        let train = Interactions::from_triplets(&users, &items, &vec![1.0; users.len()]).unwrap();
+        let (spec, _) = crate::engine::model::Spec::parse("item_knn", &serde_json::json!({})).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let model = spec.fit(&train, crate::engine::neural::DeviceChoice::Cpu, &pool, &mut crate::engine::NoProgress).unwrap();
+        let test: Vec<(i64, Vec<i64>)> = (0..1000).map(|u| (u, vec![(u + 1) % 7])).collect();
+        let mut cancel = CancelAt { calls: 0, after: 2 };
+        assert!(evaluate_top_n(&model, &train, &test, &[], 10, &pool, &mut cancel).is_err());
+        assert_eq!(cancel.calls, 2);
+        let mut cancel = CancelAt { calls: 0, after: 1 };
+        assert!(rating_error(&model, &train, &train, &pool, &mut cancel).is_err());
+        assert_eq!(cancel.calls, 1);
+        // Uncancelled, every user is scored.
+        let all = evaluate_top_n(&model, &train, &test, &[], 10, &pool, &mut crate::engine::NoProgress).unwrap();
+        assert_eq!(all.users, 1000);
     }
 
     #[test]

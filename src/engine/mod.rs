@@ -12,6 +12,7 @@ pub mod factors;
 pub mod interactions;
 pub mod knn;
 pub mod linalg;
+pub mod memory;
 pub mod metrics;
 pub mod mf;
 pub mod ncf;

@@ -277,24 +277,24 @@ impl Model {
     }
 
     /// NCF logits of every item for a trained user (None for a user the model has not seen).
-    fn ncf_scores(&self, m: &Ncf, user_id: Option<i64>) -> Option<Vec<f32>> {
-        let u = user_id.and_then(|u| index_of(&m.user_ids, u))?;
-        m.score_all(u, self.n_items()).ok()
+    fn ncf_scores(&self, m: &Ncf, user_id: Option<i64>) -> Result<Option<Vec<f32>>> {
+        let Some(u) = user_id.and_then(|u| index_of(&m.user_ids, u)) else { return Ok(None) };
+        m.score_all(u, self.n_items()).map(Some)
     }
 
     /// Sequential scores of every item from the known history in its given (time) order.
-    fn sequence_scores(&self, m: &Sasrec, history: &[(i64, f32)]) -> Option<Vec<f32>> {
+    fn sequence_scores(&self, m: &Sasrec, history: &[(i64, f32)]) -> Result<Option<Vec<f32>>> {
         let known: Vec<u32> = history.iter().filter_map(|&(id, _)| index_of(&self.item_ids, id)).collect();
         if known.is_empty() {
-            return None;
+            return Ok(None);
         }
-        m.score(&known).ok()
+        m.score(&known).map(Some)
     }
 
     /// How a text-reading model places the user from the live history: trained items by their
     /// stored vectors, other items by their text in `items`; None for other models, or when no
     /// history item is either.
-    fn text_user(&self, history: &[(i64, f32)], items: &[(i64, String)]) -> Option<TextUser> {
+    fn text_user(&self, history: &[(i64, f32)], items: &[(i64, String)]) -> Result<Option<TextUser>> {
         match &self.algorithm {
             Algorithm::TwoTower(m) => {
                 let texts = untrained_texts(&self.item_ids, history, items);
@@ -308,16 +308,16 @@ impl Model {
                         None => cold.extend(text_of(id)),
                     }
                 }
-                let encoded = m.encode_texts(&cold).ok()?;
+                let encoded = m.encode_texts(&cold)?;
                 vectors.extend(encoded.chunks(k.max(1)));
-                m.user_vector(&vectors).ok().flatten().map(TextUser::Tower)
+                Ok(m.user_vector(&vectors)?.map(TextUser::Tower))
             }
             Algorithm::Content(c) => {
                 let parts = self.content_history(c, history, items);
                 let profile = c.profile(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
-                (!profile.is_empty()).then_some(TextUser::Content(profile))
+                Ok((!profile.is_empty()).then_some(TextUser::Content(profile)))
             }
-            _ => None,
+            _ => Ok(None),
         }
     }
 
@@ -361,7 +361,7 @@ impl Model {
 
     /// Items of the live items table the model was not trained on, eligible for this request,
     /// scored from their text (content: only those sharing a term with the profile).
-    fn cold_items(&self, u: &TextUser, req: &Request) -> Vec<(i64, f32)> {
+    fn cold_items(&self, u: &TextUser, req: &Request) -> Result<Vec<(i64, f32)>> {
         let seen: HashSet<i64> = req.history.iter().map(|p| p.0).collect();
         let allowed: Option<HashSet<i64>> = req.candidates.map(|c| c.iter().copied().collect());
         let rows: Vec<&(i64, String)> = req
@@ -371,13 +371,11 @@ impl Model {
             .filter(|(id, _)| !(req.exclude_seen && seen.contains(id)))
             .filter(|(id, _)| allowed.as_ref().is_none_or(|c| c.contains(id)))
             .collect();
-        match (&self.algorithm, u) {
+        Ok(match (&self.algorithm, u) {
             (Algorithm::TwoTower(m), TextUser::Tower(v)) => {
                 let texts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-                match m.encode_texts(&texts) {
-                    Ok(e) => rows.iter().zip(e.chunks(m.k.max(1))).map(|(r, e)| (r.0, crate::engine::linalg::dot(v, e))).collect(),
-                    Err(_) => Vec::new(),
-                }
+                let e = m.encode_texts(&texts)?;
+                rows.iter().zip(e.chunks(m.k.max(1))).map(|(r, e)| (r.0, crate::engine::linalg::dot(v, e))).collect()
             }
             (Algorithm::Content(c), TextUser::Content(p)) => rows
                 .iter()
@@ -390,7 +388,7 @@ impl Model {
                 })
                 .collect(),
             _ => Vec::new(),
-        }
+        })
     }
 
     /// (user, neighbour, score) rows for `recsys.user_neighbors`, when the model has them.
@@ -446,22 +444,22 @@ impl Model {
     /// Top-n items as (item id, score), score desc then id asc. Items the model can reach from
     /// the history come first; if they are fewer than n, the most popular other eligible items
     /// fill the list with score 0, so the answer has min(n, eligible) rows.
-    pub fn recommend(&self, req: &Request) -> Vec<(i64, f32)> {
-        self.rank(req).0
+    pub fn recommend(&self, req: &Request) -> Result<Vec<(i64, f32)>> {
+        Ok(self.rank(req)?.0)
     }
 
     /// `recommend`, with a reason for each item when asked, and whether the user's history
     /// placed the user (false: the popularity answer, where a fallback model may do better).
-    pub fn answer(&self, req: &Request, with_reasons: bool) -> Answer {
-        let (recs, scored) = self.rank(req);
-        let reasons = if with_reasons { self.reasons(req, &recs, &scored) } else { vec![None; recs.len()] };
-        Answer { rows: recs.into_iter().zip(reasons).map(|((i, s), r)| (i, s, r)).collect(), placed: scored.placed }
+    pub fn answer(&self, req: &Request, with_reasons: bool) -> Result<Answer> {
+        let (recs, scored) = self.rank(req)?;
+        let reasons = if with_reasons { self.reasons(req, &recs, &scored)? } else { vec![None; recs.len()] };
+        Ok(Answer { rows: recs.into_iter().zip(reasons).map(|((i, s), r)| (i, s, r)).collect(), placed: scored.placed })
     }
 
     /// A reason in words for each recommended item: "because of X and Y in your history",
     /// "similar to X (shared words: …)" for content, "popular" for the popularity answer and
     /// for items that fill the list.
-    fn reasons(&self, req: &Request, recs: &[(i64, f32)], scored: &Scored) -> Vec<Option<String>> {
+    fn reasons(&self, req: &Request, recs: &[(i64, f32)], scored: &Scored) -> Result<Vec<Option<String>>> {
         let name = |id: i64| match req.items.iter().find(|p| p.0 == id) {
             Some((_, text)) if !text.trim().is_empty() => {
                 let words: Vec<&str> = text.split_whitespace().take(6).collect();
@@ -469,12 +467,13 @@ impl Model {
             }
             _ => format!("item {id}"),
         };
-        let explained = self.explain_items(req.user_id, req.history, &recs.iter().map(|r| r.0).collect::<Vec<_>>(), 2);
+        let explained = self.explain_items(req.user_id, req.history, &recs.iter().map(|r| r.0).collect::<Vec<_>>(), 2)?;
         let content_parts = match &self.algorithm {
             Algorithm::Content(c) => Some((c, self.content_history(c, req.history, req.items))),
             _ => None,
         };
-        recs.iter()
+        Ok(recs
+            .iter()
             .zip(explained)
             .map(|(&(id, _), because)| {
                 let trained = index_of(&self.item_ids, id).map(|i| i as usize);
@@ -512,11 +511,11 @@ impl Model {
                 };
                 Some(reason)
             })
-            .collect()
+            .collect())
     }
 
     /// The top n as `recommend` returns it, and the scores it was ranked by.
-    fn rank(&self, req: &Request) -> (Vec<(i64, f32)>, Scored) {
+    fn rank(&self, req: &Request) -> Result<(Vec<(i64, f32)>, Scored)> {
         let n_items = self.n_items();
         let history = self.known_history(req.history);
 
@@ -532,7 +531,7 @@ impl Model {
             history.iter().for_each(|&(i, _)| eligible[i as usize] = false);
         }
 
-        let mut scored = self.score(req, &history);
+        let mut scored = self.score(req, &history)?;
         let (scores, reached) = (&scored.scores, &scored.reached);
         let mut out: Vec<(u32, f32)> = top_k(
             (0..n_items as u32).filter(|&i| eligible[i as usize] && reached[i as usize]).map(|i| (i, scores[i as usize])),
@@ -555,33 +554,34 @@ impl Model {
             out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             out.truncate(req.n);
         }
-        (out, scored)
+        Ok((out, scored))
     }
 
     /// Score every trained item for a request (`history`: its known items, by index).
-    fn score(&self, req: &Request, history: &[(u32, f32)]) -> Scored {
+    fn score(&self, req: &Request, history: &[(u32, f32)]) -> Result<Scored> {
         let n_items = self.n_items();
-        let text_user = self.text_user(req.history, req.items);
+        let text_user = self.text_user(req.history, req.items)?;
         if let Algorithm::Hybrid(h) = &self.algorithm {
-            let parts: Vec<(f32, Scored)> = h.members.iter().map(|(w, m)| (*w, m.score(req, history))).collect();
+            let parts: Vec<(f32, Scored)> = h.members.iter().map(|(w, m)| Ok((*w, m.score(req, history)?))).collect::<Result<_>>()?;
             let members: Vec<MemberScores> = parts
                 .iter()
                 .map(|(w, s)| MemberScores { weight: *w, scores: &s.scores, reached: &s.reached, cold: &s.cold })
                 .collect();
             let (scores, reached, cold) = hybrid::fuse(h.fusion, &members, &self.item_ids);
-            return Scored { scores, reached, cold, placed: parts.iter().any(|p| p.1.placed) };
+            return Ok(Scored { scores, reached, cold, placed: parts.iter().any(|p| p.1.placed) });
         }
         if history.is_empty() && text_user.is_none() {
             // Popularity, or a user with no known history: the cold-start answer.
-            return match &self.algorithm {
+            return Ok(match &self.algorithm {
                 Algorithm::RatingKnn(r) => {
                     let (rated, bu) = r.user_state(history, n_items);
                     Scored { placed: false, ..Scored::all((0..n_items).map(|i| r.predict(i, &rated, bu).0).collect()) }
                 }
                 _ => Scored::popular(self),
-            };
+            });
         }
-        let or_popular = |s: Option<Vec<f32>>| s.map(Scored::all).unwrap_or_else(|| Scored::popular(self));
+        // A user the model cannot place gets the popularity answer; a failure is an error.
+        let or_popular = |s: Result<Option<Vec<f32>>>| -> Result<Scored> { Ok(s?.map(Scored::all).unwrap_or_else(|| Scored::popular(self))) };
         let mut scored = match &self.algorithm {
             Algorithm::Popularity => Scored::popular(self),
             Algorithm::ItemKnn(nb) => {
@@ -599,26 +599,26 @@ impl Model {
                 e.score_history(history, &mut scores);
                 Scored::all(scores)
             }
-            Algorithm::Ncf(m) => or_popular(self.ncf_scores(m, req.user_id)),
+            Algorithm::Ncf(m) => or_popular(self.ncf_scores(m, req.user_id))?,
             Algorithm::TwoTower(_) | Algorithm::Content(_) => match &text_user {
                 Some(u) => {
                     let (scores, reached) = self.text_scores(u);
-                    Scored { scores, reached, cold: self.cold_items(u, req), placed: true }
+                    Scored { scores, reached, cold: self.cold_items(u, req)?, placed: true }
                 }
                 None => Scored::popular(self),
             },
-            Algorithm::Sequential(m) => or_popular(self.sequence_scores(m, req.history)),
+            Algorithm::Sequential(m) => or_popular(self.sequence_scores(m, req.history))?,
             Algorithm::UserKnn(m) => {
                 let neighbours = self.user_neighbours(m, req.user_id, history);
                 let (mut scores, mut reached) = (vec![0f32; n_items], vec![false; n_items]);
                 m.score(&neighbours, &mut scores, &mut reached);
                 Scored { scores, reached, cold: Vec::new(), placed: true }
             }
-            Algorithm::Factors(f) => or_popular(f.user_vector(req.user_id, history).map(|u| f.score_all(&u))),
+            Algorithm::Factors(f) => or_popular(Ok(f.user_vector(req.user_id, history).map(|u| f.score_all(&u))))?,
             Algorithm::Hybrid(_) => unreachable!("handled above"),
         };
         scored.cold.sort_unstable_by_key(|c| c.0);
-        scored
+        Ok(scored)
     }
 
     fn unsupported(&self, what: &str, hint: &str) -> RecsysError {
@@ -651,10 +651,13 @@ impl Model {
             (Algorithm::Hybrid(h), _) => {
                 let mut by_weight: Vec<&(f32, Model)> = h.members.iter().collect();
                 by_weight.sort_by(|a, b| b.0.total_cmp(&a.0));
-                return by_weight
-                    .into_iter()
-                    .find_map(|(_, m)| m.similar_items(item_id, n).ok())
-                    .ok_or_else(|| self.unsupported("similar_items", "add an item_knn, ease, content or factor member"));
+                for (_, m) in by_weight {
+                    match m.similar_items(item_id, n) {
+                        Err(e) if e.kind == ErrorKind::Unsupported => continue,
+                        answer => return answer,
+                    }
+                }
+                return Err(self.unsupported("similar_items", "add an item_knn, ease, content or factor member"));
             }
             (Algorithm::Sequential(m), _) => {
                 let e = m.item_embeddings().and_then(|t| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(crate::engine::neural::candle))?;
@@ -692,11 +695,12 @@ impl Model {
     /// The model's score for one (user, item): a predicted rating clipped to the observed range for
     /// rating models, the ranking score otherwise. None when the item is unknown, or when a factor
     /// model has no history to place the user (an explicit model then predicts μ + b_i).
-    pub fn predict(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64) -> Option<f32> {
-        let i = index_of(&self.item_ids, item_id)? as usize;
+    pub fn predict(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64) -> Result<Option<f32>> {
+        let Some(i) = index_of(&self.item_ids, item_id) else { return Ok(None) };
+        let i = i as usize;
         let history_in_order = history;
         let history = self.known_history(history);
-        match &self.algorithm {
+        Ok(match &self.algorithm {
             Algorithm::Popularity => Some(self.popularity[i]),
             Algorithm::ItemKnn(nb) => {
                 let mut scores = vec![0f32; self.n_items()];
@@ -715,25 +719,25 @@ impl Model {
                 m.score(&neighbours, &mut scores, &mut reached);
                 Some(scores[i])
             }
-            Algorithm::Ncf(m) => self.ncf_scores(m, user_id).map(|s| s[i]),
-            Algorithm::Sequential(m) => self.sequence_scores(m, history_in_order).map(|s| s[i]),
-            Algorithm::TwoTower(_) | Algorithm::Content(_) => self.text_user(history_in_order, &[]).map(|u| self.text_scores(&u).0[i]),
+            Algorithm::Ncf(m) => self.ncf_scores(m, user_id)?.map(|s| s[i]),
+            Algorithm::Sequential(m) => self.sequence_scores(m, history_in_order)?.map(|s| s[i]),
+            Algorithm::TwoTower(_) | Algorithm::Content(_) => self.text_user(history_in_order, &[])?.map(|u| self.text_scores(&u).0[i]),
             Algorithm::Hybrid(_) => {
                 let req = Request { user_id, history: history_in_order, n: 0, exclude_seen: false, candidates: None, items: &[] };
-                Some(self.score(&req, &history).scores[i])
+                Some(self.score(&req, &history)?.scores[i])
             }
             Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
                 Some(u) => Some(f.predict(&u, i)),
                 None if f.kind.explicit() => Some(f.baseline(i)),
                 None => None,
             },
-        }
+        })
     }
 
     /// The user's items that contribute most to `item_id`'s score, (item id, contribution),
     /// largest first. See `explain_items`.
     pub fn explain(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
-        Ok(self.explain_items(user_id, history, &[item_id], n).pop().unwrap_or_default())
+        Ok(self.explain_items(user_id, history, &[item_id], n)?.pop().unwrap_or_default())
     }
 
     /// For each target item, the user's items that contribute most to its score, largest first:
@@ -744,25 +748,27 @@ impl Model {
     /// the user's embedding, not the history); members' shares times their weights for a hybrid.
     /// Popularity scores do not depend on the user: no item explains them. An item the model
     /// does not know gets no rows.
-    pub fn explain_items(&self, user_id: Option<i64>, history: &[(i64, f32)], targets: &[i64], n: usize) -> Vec<Vec<(i64, f32)>> {
+    pub fn explain_items(&self, user_id: Option<i64>, history: &[(i64, f32)], targets: &[i64], n: usize) -> Result<Vec<Vec<(i64, f32)>>> {
         let known = self.known_history(history);
         let idx: Vec<Option<usize>> = targets.iter().map(|&t| index_of(&self.item_ids, t).map(|i| i as usize)).collect();
         let finish = |parts: Vec<(u32, f32)>| -> Vec<(i64, f32)> {
             top_k(parts, n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect()
         };
-        match &self.algorithm {
+        Ok(match &self.algorithm {
             Algorithm::Sequential(_) | Algorithm::TwoTower(_) => {
                 // Leave-one-out: the base score minus the score without each (recent) history item.
-                let req = |h: &'_ [(i64, f32)]| self.score(&Request { user_id, history: h, n: 0, exclude_seen: false, candidates: None, items: &[] }, &self.known_history(h)).scores;
-                let base = req(history);
+                let req = |h: &'_ [(i64, f32)]| -> Result<Vec<f32>> {
+                    Ok(self.score(&Request { user_id, history: h, n: 0, exclude_seen: false, candidates: None, items: &[] }, &self.known_history(h))?.scores)
+                };
+                let base = req(history)?;
                 let recent: Vec<usize> = (0..history.len()).rev().filter(|&p| index_of(&self.item_ids, history[p].0).is_some()).take(OCCLUSION_ITEMS).collect();
                 let without: Vec<(u32, Vec<f32>)> = recent
                     .iter()
                     .map(|&p| {
                         let h: Vec<(i64, f32)> = history.iter().enumerate().filter(|q| q.0 != p).map(|q| *q.1).collect();
-                        (index_of(&self.item_ids, history[p].0).unwrap_or(0), req(&h))
+                        Ok((index_of(&self.item_ids, history[p].0).unwrap_or(0), req(&h)?))
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 idx.iter()
                     .map(|i| match i {
                         Some(i) => finish(without.iter().map(|(j, s)| (*j, base[*i] - s[*i])).filter(|p| p.1 > 0.0).collect()),
@@ -772,7 +778,7 @@ impl Model {
             }
             Algorithm::Hybrid(h) => {
                 let member_parts: Vec<(f32, Vec<Vec<(i64, f32)>>)> =
-                    h.members.iter().map(|(w, m)| (*w, m.explain_items(user_id, history, targets, usize::MAX))).collect();
+                    h.members.iter().map(|(w, m)| Ok((*w, m.explain_items(user_id, history, targets, usize::MAX)?))).collect::<Result<_>>()?;
                 (0..targets.len())
                     .map(|t| {
                         let mut total: HashMap<u32, f32> = HashMap::new();
@@ -791,16 +797,16 @@ impl Model {
             _ => idx
                 .iter()
                 .map(|i| match i {
-                    Some(i) => finish(self.contributions(user_id, history, &known, *i)),
-                    None => Vec::new(),
+                    Some(i) => Ok(finish(self.contributions(user_id, history, &known, *i)?)),
+                    None => Ok(Vec::new()),
                 })
-                .collect(),
-        }
+                .collect::<Result<_>>()?,
+        })
     }
 
     /// Each known history item's part of item `i`'s score (models whose score decomposes).
-    fn contributions(&self, user_id: Option<i64>, history_in_order: &[(i64, f32)], history: &[(u32, f32)], i: usize) -> Vec<(u32, f32)> {
-        match &self.algorithm {
+    fn contributions(&self, user_id: Option<i64>, history_in_order: &[(i64, f32)], history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(match &self.algorithm {
             Algorithm::ItemKnn(nb) => history
                 .iter()
                 .filter_map(|&(j, w)| {
@@ -815,17 +821,15 @@ impl Model {
             }
             Algorithm::UserKnn(m) => m.explain(history, &self.user_neighbours(m, user_id, history), i as u32),
             Algorithm::Factors(f) if !history.is_empty() => f.explain(history, i),
-            Algorithm::Ncf(m) => match m.item_vectors() {
-                Ok((v, k)) => {
-                    let row = |j: usize| &v[j * k..(j + 1) * k];
-                    history
-                        .iter()
-                        .map(|&(j, w)| (j, w * crate::engine::linalg::cosine(row(j as usize), row(i))))
-                        .filter(|p| p.1 > 0.0)
-                        .collect()
-                }
-                Err(_) => Vec::new(),
-            },
+            Algorithm::Ncf(m) => {
+                let (v, k) = m.item_vectors()?;
+                let row = |j: usize| &v[j * k..(j + 1) * k];
+                history
+                    .iter()
+                    .map(|&(j, w)| (j, w * crate::engine::linalg::cosine(row(j as usize), row(i))))
+                    .filter(|p| p.1 > 0.0)
+                    .collect()
+            }
             Algorithm::Content(c) => {
                 // score = Σ_j w_j (v_j · v_i) / ‖Σ_j w_j v_j‖: each history item's share
                 let parts = self.content_history(c, history_in_order, &[]);
@@ -842,7 +846,7 @@ impl Model {
                     .collect()
             }
             _ => Vec::new(),
-        }
+        })
     }
 
     /// (item, neighbour, score) rows for `recsys.item_neighbors`, when the model has them.
@@ -856,7 +860,8 @@ impl Model {
         Some((items, neighbors, nb.scores.clone()))
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    /// The stored form; an error (never an empty or partial blob) when a part cannot be written.
+    pub fn encode(&self) -> Result<Vec<u8>> {
         let mut w = Writer::new();
         w.str(match self.algorithm {
             Algorithm::RatingKnn(_) => "item_knn_ratings",
@@ -890,11 +895,10 @@ impl Model {
         }
         if let Algorithm::Ncf(m) = &self.algorithm {
             w.i64s(&m.user_ids);
-            // Encoding a trained model's own tensors cannot fail; an empty blob would be refused on decode.
-            w.bytes(&m.weights.to_safetensors().unwrap_or_default());
+            w.bytes(&m.weights.to_safetensors()?);
         }
         if let Algorithm::TwoTower(m) = &self.algorithm {
-            w.bytes(&m.weights.to_safetensors().unwrap_or_default());
+            w.bytes(&m.weights.to_safetensors()?);
         }
         if let Algorithm::Content(c) = &self.algorithm {
             w.str(&c.terms.join("\n"));
@@ -907,12 +911,14 @@ impl Model {
         if let Algorithm::Sequential(m) = &self.algorithm {
             w.u64(m.max_len as u64);
             w.u64(m.blocks as u64);
-            w.bytes(&m.weights.to_safetensors().unwrap_or_default());
+            w.bytes(&m.weights.to_safetensors()?);
         }
         if let Algorithm::Hybrid(h) = &self.algorithm {
             w.u64(h.fusion.code());
             w.f32s(&h.members.iter().map(|m| m.0).collect::<Vec<_>>());
-            h.members.iter().for_each(|m| w.bytes(&m.1.encode()));
+            for m in &h.members {
+                w.bytes(&m.1.encode()?);
+            }
         }
         if let Algorithm::Factors(f) = &self.algorithm {
             w.u64(f.k as u64);
@@ -925,7 +931,7 @@ impl Model {
             w.f32s(&[f.mean, f.regularization, f.alpha, f.range.0, f.range.1]);
             w.u64s(&f.fingerprints);
         }
-        w.finish()
+        Ok(w.finish())
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Model> {
@@ -1133,6 +1139,12 @@ mod tests {
         Spec::parse(alg, &params).unwrap().0.fit(&data(), DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap()
     }
 
+    impl Model {
+        fn rec(&self, r: &Request) -> Vec<(i64, f32)> {
+            self.recommend(r).unwrap()
+        }
+    }
+
     fn req<'a>(history: &'a [(i64, f32)], n: usize, candidates: Option<&'a [i64]>) -> Request<'a> {
         Request { user_id: None, history, n, exclude_seen: true, candidates, items: &[] }
     }
@@ -1149,10 +1161,10 @@ mod tests {
     #[test]
     fn popularity_ranks_by_distinct_users_then_id() {
         let m = fit("popularity", json!({}));
-        let got = m.recommend(&req(&[], 3, None));
+        let got = m.rec(&req(&[], 3, None));
         assert_eq!(got, vec![(50, 3.0), (10, 2.0), (20, 2.0)]);
         // exclude_seen removes the user's items
-        let got = m.recommend(&req(&[(50, 1.0)], 2, None));
+        let got = m.rec(&req(&[(50, 1.0)], 2, None));
         assert_eq!(got, vec![(10, 2.0), (20, 2.0)]);
     }
 
@@ -1160,30 +1172,30 @@ mod tests {
     fn item_knn_scores_history_and_fills_from_popularity() {
         let m = fit("item_knn", json!({"k": 10}));
         // history {10}: neighbours of 10 are 20 (cos 1) and 50 (cos 1/sqrt(2*3))
-        let got = m.recommend(&req(&[(10, 1.0)], 4, None));
+        let got = m.rec(&req(&[(10, 1.0)], 4, None));
         assert_eq!(got[0].0, 20);
         assert!((got[0].1 - 1.0).abs() < 1e-6);
         assert_eq!(got[1].0, 50);
         // 30 and 40 are unreachable from 10: filled by popularity with score 0, id order
         assert_eq!(&got[2..], &[(30, 0.0), (40, 0.0)]);
         // unknown items in the history are ignored; an unknown-only history gets popularity
-        assert_eq!(m.recommend(&req(&[(999, 1.0)], 1, None)), vec![(50, 3.0)]);
+        assert_eq!(m.rec(&req(&[(999, 1.0)], 1, None)), vec![(50, 3.0)]);
     }
 
     #[test]
     fn candidates_restrict_and_still_fill() {
         let m = fit("item_knn", json!({}));
-        let got = m.recommend(&req(&[(10, 1.0)], 10, Some(&[40, 20, 777, 10])));
+        let got = m.rec(&req(&[(10, 1.0)], 10, Some(&[40, 20, 777, 10])));
         // 10 is seen; 777 unknown; 20 scored; 40 filled
         assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), vec![20, 40]);
         let all = Request { user_id: None, history: &[(10, 1.0)], n: 10, exclude_seen: false, candidates: Some(&[10]), items: &[] };
-        assert_eq!(m.recommend(&all).len(), 1);
+        assert_eq!(m.rec(&all).len(), 1);
     }
 
     #[test]
     fn huge_n_returns_every_eligible_item() {
         let m = fit("item_knn", json!({}));
-        assert_eq!(m.recommend(&req(&[(10, 1.0)], i32::MAX as usize, None)).len(), 4);
+        assert_eq!(m.rec(&req(&[(10, 1.0)], i32::MAX as usize, None)).len(), 4);
     }
 
     #[test]
@@ -1222,17 +1234,17 @@ mod tests {
         let tower = tower.fit(&texts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
         // a cold item (60) is recommended by its text next to the trained ones
         let items = [(60, "red apple pie".to_string()), (10, "red".to_string())];
-        let got = tower.recommend(&Request { user_id: None, history: &[(20, 1.0)], n: 10, exclude_seen: true, candidates: None, items: &items });
+        let got = tower.rec(&Request { user_id: None, history: &[(20, 1.0)], n: 10, exclude_seen: true, candidates: None, items: &items });
         assert_eq!(got.len(), 5);
         assert!(got.iter().any(|p| p.0 == 60) && !got.iter().any(|p| p.0 == 20));
         let content = Spec::parse("content", &json!({})).unwrap().0.fit(&texts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
         // history {20: "red apple"}: 10 ("red") is reached, cold 60 ("red apple pie") ranks first
-        let got = content.recommend(&Request { user_id: None, history: &[(20, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
+        let got = content.rec(&Request { user_id: None, history: &[(20, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
         assert_eq!(got[0].0, 60);
         assert_eq!(got[1].0, 10);
         assert_eq!(content.explain(None, &[(20, 1.0), (30, 1.0)], 10, 5).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), vec![20]);
         for m in others.into_iter().chain(factor_models).chain([tower, content]) {
-            let bytes = m.encode();
+            let bytes = m.encode().unwrap();
             assert_eq!(Model::decode(&bytes).unwrap(), m);
         }
         assert_eq!(Model::decode(b"garbage garbage garbage").unwrap_err().kind, ErrorKind::Corrupt);
@@ -1241,7 +1253,7 @@ mod tests {
         if let Algorithm::Factors(f) = &mut bad.algorithm {
             f.items.pop();
         }
-        assert_eq!(Model::decode(&bad.encode()).unwrap_err().kind, ErrorKind::Corrupt);
+        assert_eq!(Model::decode(&bad.encode().unwrap()).unwrap_err().kind, ErrorKind::Corrupt);
     }
 
     #[test]
@@ -1250,17 +1262,17 @@ mod tests {
         let Algorithm::Hybrid(inner) = &h.algorithm else { panic!("not a hybrid") };
         assert_eq!(inner.members.len(), 2);
         assert_eq!(inner.fusion, Fusion::Score);
-        let got = h.recommend(&req(&[(10, 1.0)], 10, None));
+        let got = h.rec(&req(&[(10, 1.0)], 10, None));
         assert_eq!(got.len(), 4);
         assert_eq!(got[0].0, 20, "both members put 20 first: {got:?}");
-        assert_eq!(Model::decode(&h.encode()).unwrap(), h);
-        assert!(h.predict(None, &[(10, 1.0)], 20).unwrap() > h.predict(None, &[(10, 1.0)], 30).unwrap());
+        assert_eq!(Model::decode(&h.encode().unwrap()).unwrap(), h);
+        assert!(h.predict(None, &[(10, 1.0)], 20).unwrap().unwrap() > h.predict(None, &[(10, 1.0)], 30).unwrap().unwrap());
         // explain splits the fused score over the history; similar_items comes from a member
         let why = h.explain(None, &[(10, 1.0), (30, 1.0)], 20, 5).unwrap();
         assert_eq!(why[0].0, 10);
         assert_eq!(h.similar_items(10, 1).unwrap()[0].0, 20);
         let rank = fit("hybrid", json!({"members": [{"algorithm": "item_knn"}, {"algorithm": "popularity"}], "fusion": "rank"}));
-        assert_eq!(rank.recommend(&req(&[(10, 1.0)], 10, None)).len(), 4);
+        assert_eq!(rank.rec(&req(&[(10, 1.0)], 10, None)).len(), 4);
         for bad in [
             json!({"members": [{"algorithm": "ease"}]}),
             json!({"members": [{"algorithm": "ease"}, {"algorithm": "hybrid"}]}),
@@ -1273,7 +1285,7 @@ mod tests {
     }
 
     fn reasons(m: &Model, r: &Request) -> Vec<(i64, f32, String)> {
-        m.answer(r, true).rows.into_iter().map(|(i, s, r)| (i, s, r.unwrap())).collect()
+        m.answer(r, true).unwrap().rows.into_iter().map(|(i, s, r)| (i, s, r.unwrap())).collect()
     }
 
     #[test]
@@ -1296,6 +1308,9 @@ mod tests {
             assert!(recs.iter().all(|r| !r.2.is_empty()), "{alg}: {recs:?}");
             if alg == "popularity" {
                 assert!(why.is_empty() && recs.iter().all(|r| r.2 == "popular"));
+            } else {
+                // Every other model's score for 50 comes from the history: explain must say so.
+                assert!(!why.is_empty() && why.iter().all(|p| p.1.is_finite()) && why.iter().any(|p| p.1 > 0.0), "{alg}: {why:?}");
             }
         }
         // item_knn: 50 is reached from 10 and 20; 30 and 40 only fill the list
@@ -1324,17 +1339,17 @@ mod tests {
         let (spec, _) = Spec::parse("content", &json!({"recency_half_life": 1})).unwrap();
         assert!(spec.needs_time());
         let decayed = fit_content(json!({"recency_half_life": 1}));
-        let top = |m: &Model, h: &[(i64, f32)]| m.recommend(&req(h, 1, Some(&[20, 40])))[0].0;
+        let top = |m: &Model, h: &[(i64, f32)]| m.rec(&req(h, 1, Some(&[20, 40])))[0].0;
         // history in time order, oldest first: the latest item's neighbour wins
         assert_eq!(top(&decayed, &[(10, 1.0), (30, 1.0)]), 40);
         assert_eq!(top(&decayed, &[(30, 1.0), (10, 1.0)]), 20);
         // without decay the order of the history does not matter
         let flat = fit_content(json!({}));
         assert_eq!(top(&flat, &[(10, 1.0), (30, 1.0)]), top(&flat, &[(30, 1.0), (10, 1.0)]));
-        assert_eq!(Model::decode(&decayed.encode()).unwrap(), decayed);
+        assert_eq!(Model::decode(&decayed.encode().unwrap()).unwrap(), decayed);
         // explain's parts still sum to the score with the decay
         let h = [(10, 1.0), (20, 1.0)];
         let parts: f32 = decayed.explain(None, &[(10, 1.0), (20, 1.0)], 20, 10).unwrap().iter().map(|p| p.1).sum();
-        assert!((parts - decayed.predict(None, &h, 20).unwrap()).abs() < 1e-5);
+        assert!((parts - decayed.predict(None, &h, 20).unwrap().unwrap()).abs() < 1e-5);
     }
 }

@@ -12,8 +12,18 @@ use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
+/// A failure inside Candle while training or scoring: nobody's input and no stored data is at
+/// fault, so it is an internal error (out of memory when Candle says so), not "data corrupted".
 pub fn candle(e: candle_core::Error) -> RecsysError {
-    RecsysError::new(ErrorKind::Corrupt, format!("candle: {e}"))
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    let kind = if lower.contains("out of memory") || lower.contains("alloc") { ErrorKind::OutOfMemory } else { ErrorKind::Internal };
+    RecsysError::new(kind, format!("candle: {text}"))
+}
+
+/// Stored weights that Candle cannot read back: the model blob is damaged.
+fn corrupt(e: candle_core::Error) -> RecsysError {
+    RecsysError::new(ErrorKind::Corrupt, format!("model weights do not decode: {e}"))
 }
 
 /// How a neural model is optimised: the parameters every Candle model takes.
@@ -359,11 +369,11 @@ impl Weights {
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
         let mut named: Vec<(&String, &Tensor)> = self.0.iter().collect();
         named.sort_by(|a, b| a.0.cmp(b.0));
-        safetensors::tensor::serialize(named, None).map_err(|e| RecsysError::new(ErrorKind::Corrupt, format!("safetensors: {e}")))
+        safetensors::tensor::serialize(named, None).map_err(|e| RecsysError::new(ErrorKind::Internal, format!("cannot encode the weights: {e}")))
     }
 
     pub fn from_safetensors(bytes: &[u8]) -> Result<Weights> {
-        Ok(Weights(candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(candle)?))
+        Ok(Weights(candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(corrupt)?))
     }
 }
 

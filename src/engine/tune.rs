@@ -7,7 +7,7 @@ use crate::engine::interactions::Interactions;
 use crate::engine::metrics::{evaluate_top_n, rating_error};
 use crate::engine::model::Model;
 use crate::engine::split::{split, Method, Row};
-use crate::engine::{RecsysError, Result};
+use crate::engine::{Progress, RecsysError, Result};
 
 /// At most this many grid points per call.
 pub const MAX_POINTS: usize = 1000;
@@ -129,23 +129,32 @@ pub fn holdout(data: &Interactions, fraction: f64, seed: i64) -> Result<(Interac
 }
 
 /// The model's score on the validation interactions.
-pub fn score(model: &Model, train: &Interactions, valid: &Interactions, metric: Metric, k: usize, pool: &rayon::ThreadPool) -> f64 {
+/// Scored in chunks of users; `progress` is called between them (where the glue checks cancel).
+pub fn score(
+    model: &Model,
+    train: &Interactions,
+    valid: &Interactions,
+    metric: Metric,
+    k: usize,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<f64> {
     if metric.is_error() {
-        let e = rating_error(model, train, valid, pool);
-        return if metric == Metric::Rmse { e.rmse } else { e.mae };
+        let e = rating_error(model, train, valid, pool, progress)?;
+        return Ok(if metric == Metric::Rmse { e.rmse } else { e.mae });
     }
     let test: Vec<(i64, Vec<i64>)> = (0..valid.n_users())
         .map(|u| (valid.user_ids[u], valid.matrix.row(u).0.iter().map(|&i| valid.item_ids[i as usize]).collect()))
         .collect();
-    let t = evaluate_top_n(model, train, &test, &[], k, pool);
-    match metric {
+    let t = evaluate_top_n(model, train, &test, &[], k, pool, progress)?;
+    Ok(match metric {
         Metric::Precision => t.precision,
         Metric::Recall => t.recall,
         Metric::Ndcg => t.ndcg,
         Metric::Map => t.map,
         Metric::HitRate => t.hitrate,
         _ => t.coverage,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -1,16 +1,18 @@
-//! Who may do what with a model.
+//! Who may do what with a model, and as whom each piece of SQL runs.
 //!
-//! Every function runs as its caller: training reads the source, and recommend/explain/evaluate
-//! read the live history, filters and items tables with the caller's privileges. The catalog
-//! (`recsys.models` and the tables hanging off it) belongs to the extension's owner; PUBLIC may
-//! only SELECT it, and row-level security shows a role the models owned by roles whose privileges
-//! it has (pg_has_role USAGE: itself, roles it inherits, or everything for a superuser). Writes go
-//! through pg_recsys alone: after checking that the caller may manage the model name, the write
-//! runs as the catalog's owner inside a security-restricted operation with a search_path of
-//! pg_catalog only (as PostgreSQL does for maintenance commands), so nothing the caller defines
-//! runs with the owner's rights.
-
-use std::ffi::CString;
+//! - The caller's own SQL runs as the caller: training reads the source the caller names, and a
+//!   `filter` (with an `items =>` table the caller names) runs with the caller's privileges.
+//! - What a model carries runs as the model's owner (`as_model_owner`): its item_text expression
+//!   and every relation it reads again at serving time (the source's live history, the items
+//!   table), inside a security-restricted operation with a safe search_path — the way
+//!   PostgreSQL runs index expressions and materialized views — so a role that trains a model
+//!   cannot make whoever serves it run its code.
+//! - The catalog (`recsys.models` and the tables hanging off it) belongs to the extension's
+//!   owner; PUBLIC may only SELECT it, and row-level security shows a role the models owned by
+//!   roles whose privileges it has (pg_has_role USAGE: itself, roles it inherits, or everything
+//!   for a superuser). Writes go through pg_recsys alone: after checking that the caller may
+//!   manage the model name, the write runs as the catalog's owner in the same kind of
+//!   security-restricted operation.
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -47,23 +49,35 @@ fn catalog_owner() -> SqlResult<pg_sys::Oid> {
         .ok_or_else(|| ErrorReport::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "recsys.models is missing", "pg_recsys"))
 }
 
-/// Run `write` (catalog statements only) as the catalog's owner, with search_path = pg_catalog,
-/// pg_temp (so unqualified functions and operators are the built-in ones; tables are qualified).
-pub fn as_catalog_owner<T>(write: impl FnOnce() -> SqlResult<T>) -> SqlResult<T> {
-    let owner = catalog_owner()?;
+/// Run `f` as `role` the way PostgreSQL runs index expressions and materialized-view queries:
+/// with `role`'s privileges, inside a security-restricted operation (no SET ROLE, no temporary
+/// objects, no changes to the session), with search_path = pg_catalog, pg_temp, so that no
+/// function, operator or table that a third party put on some search path can stand in for the
+/// built-in one. The caller's user id and settings come back when `f` returns or unwinds.
+fn as_role<T>(role: pg_sys::Oid, f: impl FnOnce() -> SqlResult<T>) -> SqlResult<T> {
     let (mut user, mut context) = (pg_sys::Oid::INVALID, 0i32);
     let guard = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
         let nest = pg_sys::NewGUCNestLevel();
         let guard = AsOwner { user, context, nest };
         pg_sys::SetUserIdAndSecContext(
-            owner,
+            role,
             context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
         );
-        let (name, value) = (CString::new("search_path").unwrap(), CString::new("pg_catalog, pg_temp").unwrap());
+        set_safe_search_path();
+        guard
+    };
+    let out = f();
+    drop(guard);
+    out
+}
+
+/// search_path = pg_catalog, pg_temp until the enclosing GUC nest level ends.
+unsafe fn set_safe_search_path() {
+    unsafe {
         pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SAVE,
@@ -71,11 +85,69 @@ pub fn as_catalog_owner<T>(write: impl FnOnce() -> SqlResult<T>) -> SqlResult<T>
             0,
             false,
         );
-        guard
+    }
+}
+
+/// `f` (which must not run SQL) with search_path = pg_catalog, pg_temp, for deparsing: names
+/// that are not visible there come out schema-qualified.
+pub fn with_safe_search_path<T>(f: impl FnOnce() -> T) -> T {
+    let nest = unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        set_safe_search_path();
+        nest
     };
-    let out = write();
-    drop(guard);
+    let out = f();
+    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
     out
+}
+
+/// Run `write` (catalog statements only) as the catalog's owner, in a security-restricted
+/// operation (see `as_role`; tables are schema-qualified).
+pub fn as_catalog_owner<T>(write: impl FnOnce() -> SqlResult<T>) -> SqlResult<T> {
+    as_role(catalog_owner()?, write)
+}
+
+/// Run what a model carries — the SQL it stored (item_text) and the relations it reads again at
+/// serving time (its source table, its items table) — as the model's owner, never as the
+/// caller, so that a role that trains a model cannot make whoever serves it run its code. Only
+/// roles with the owner's privileges can see the model at all, so this never lets a caller read
+/// more than they could already.
+pub fn as_model_owner<T>(model: &str, owner: Option<pg_sys::Oid>, f: impl FnOnce() -> SqlResult<T>) -> SqlResult<T> {
+    match owner {
+        Some(role) => as_role(role, f),
+        None => Err(ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("the role that owns model \"{model}\" no longer exists"),
+            "pg_recsys",
+        )
+        .set_detail("What a model stores runs as its owner; with the owner gone it cannot be served.")
+        .set_hint("retrain the model under an existing role, or drop it with recsys.drop_model")),
+    }
+}
+
+/// ERROR 42501 unless `relation` can be read by a role other than its model's owner without
+/// running the owner's code: a view (its functions run as the reader), a table with row-level
+/// security (its policies do) or a foreign table cannot, when the caller is not `owner`.
+pub fn check_reads_no_owner_code(relation: &str, model: &str, owner: Option<pg_sys::Oid>) -> SqlResult<()> {
+    if owner == Some(caller()) {
+        return Ok(());
+    }
+    let plain = Spi::get_one_with_args::<bool>(
+        "SELECT c.relkind IN ('r', 'p', 'm') AND NOT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass",
+        &[relation.into()],
+    )
+    .map_err(spi)?
+    .unwrap_or(false);
+    if plain {
+        return Ok(());
+    }
+    Err(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("a filter cannot read {relation}, the items table of model \"{model}\", as you"),
+        "pg_recsys",
+    )
+    .set_detail("It is a view, a foreign table or a table with row-level security: reading it would run code of the model's owner with your privileges.")
+    .set_hint("pass items => a table you trust, or have the owner keep the items in a plain table"))
 }
 
 /// The name of role `oid`.

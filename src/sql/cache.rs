@@ -1,5 +1,8 @@
 //! Per-backend cache of decoded models, so serving does not re-read and decode the blob on every
-//! call. Keyed by model version (id and training time); bounded by `recsys.model_cache_size`.
+//! call. Keyed by model version (id and training time); bounded in bytes by
+//! `recsys.model_cache_mb` (each model counted at its stored size, which its decoded arrays
+//! mirror), least recently used evicted first. A model larger than the whole budget is served
+//! but not kept.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,31 +14,46 @@ use crate::sql::gucs;
 
 type Key = (i64, String);
 
+struct Entry {
+    key: Key,
+    model: Rc<Model>,
+    bytes: usize,
+}
+
 thread_local! {
     /// Most recently used last.
-    static CACHE: RefCell<Vec<(Key, Rc<Model>)>> = const { RefCell::new(Vec::new()) };
+    static CACHE: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
 pub fn get(row: &ModelRow) -> SqlResult<Rc<Model>> {
     let key: Key = (row.id, row.trained_at.clone());
-    let capacity = gucs::model_cache_size();
+    let budget = gucs::model_cache_bytes();
     let hit = CACHE.with_borrow_mut(|cache| {
-        let pos = cache.iter().position(|(k, _)| *k == key)?;
+        let pos = cache.iter().position(|e| e.key == key)?;
         let entry = cache.remove(pos);
-        let model = entry.1.clone();
+        let model = entry.model.clone();
         cache.push(entry);
         Some(model)
     });
     if let Some(model) = hit {
         return Ok(model);
     }
-    let model = Rc::new(catalog::load(row)?);
+    let (model, bytes) = catalog::load(row)?;
+    let model = Rc::new(model);
     CACHE.with_borrow_mut(|cache| {
-        if capacity > 0 {
-            cache.push((key, model.clone()));
+        if bytes <= budget {
+            cache.push(Entry { key, model: model.clone(), bytes });
         }
-        let excess = cache.len().saturating_sub(capacity);
-        cache.drain(..excess);
+        let mut total: usize = cache.iter().map(|e| e.bytes).sum();
+        while total > budget && !cache.is_empty() {
+            total -= cache.remove(0).bytes;
+        }
     });
     Ok(model)
+}
+
+/// (models kept, bytes they count for) in this backend, for the tests.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn usage() -> (usize, usize) {
+    CACHE.with_borrow(|cache| (cache.len(), cache.iter().map(|e| e.bytes).sum()))
 }

@@ -31,6 +31,8 @@ pub struct ModelRow {
     pub columns: Value,
     /// The effective params; serving reads `fallback` from them.
     pub params: Value,
+    /// The role that owns the model (None: dropped since): what the model carries runs as it.
+    pub owner: Option<pg_sys::Oid>,
 }
 
 /// What a training run produced, to be written as a new version.
@@ -57,7 +59,7 @@ fn lock_name(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> SqlResult<()>
 
 /// Write a new version and deploy it, owned by the caller; returns its version number.
 pub fn save(v: &NewVersion) -> SqlResult<i32> {
-    let bytes = v.model.encode();
+    let bytes = v.model.encode()?;
     let user = access::caller();
     let caller = access::role_name(user)?;
     access::as_catalog_owner(|| Spi::connect_mut(|client| {
@@ -194,7 +196,9 @@ fn deployed_row(name: &str) -> SqlResult<Option<ModelRow>> {
     Spi::connect(|client| {
         let plan = crate::sql::plans::kept(
             &client,
-            "SELECT id, version, trained_at::text, source, columns, params FROM recsys.models WHERE name = $1 AND deployed",
+            "SELECT id, version, trained_at::text, source, columns, params, \
+             pg_catalog.to_regrole(pg_catalog.quote_ident(owner::text))::pg_catalog.oid \
+             FROM recsys.models WHERE name = $1 AND deployed",
             &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID)],
         )?;
         let table = client.select(&*plan, None, &[name.into()]).map_err(spi)?;
@@ -210,6 +214,7 @@ fn deployed_row(name: &str) -> SqlResult<Option<ModelRow>> {
                     source: row.get::<String>(4).map_err(spi)?.ok_or_else(get_err)?,
                     columns: row.get::<JsonB>(5).map_err(spi)?.ok_or_else(get_err)?.0,
                     params: row.get::<JsonB>(6).map_err(spi)?.map(|j| j.0).unwrap_or(Value::Null),
+                    owner: row.get::<pg_sys::Oid>(7).map_err(spi)?,
                 }))
             }
         }
@@ -270,19 +275,22 @@ pub fn resolve(model: Option<&str>) -> SqlResult<ModelRow> {
     }
 }
 
-/// Read and decode the stored model of a version.
-pub fn load(row: &ModelRow) -> SqlResult<Model> {
+/// Read and decode the stored model of a version; also its stored size in bytes.
+pub fn load(row: &ModelRow) -> SqlResult<(Model, usize)> {
     let bytes = Spi::connect(|client| {
         let t = client
             .select("SELECT data FROM recsys.model_blobs WHERE model_id = $1 ORDER BY part", None, &[row.id.into()])
             .map_err(spi)?;
         let mut bytes = Vec::new();
         for r in t {
-            bytes.extend(r.get::<Vec<u8>>(1).map_err(spi)?.unwrap_or_default());
+            let part = r.get::<Vec<u8>>(1).map_err(spi)?.unwrap_or_default();
+            crate::engine::memory::reserve(&mut bytes, part.len(), "the stored model")?;
+            bytes.extend(part);
         }
         Ok::<_, pgrx::pg_sys::panic::ErrorReport>(bytes)
     })?;
-    Ok(Model::decode(&bytes).map_err(|e| e.with_detail(format!("model \"{}\" version {}", row.name, row.version)))?)
+    let model = Model::decode(&bytes).map_err(|e| e.with_detail(format!("model \"{}\" version {}", row.name, row.version)))?;
+    Ok((model, bytes.len()))
 }
 
 // Void functions raise through unwrap_or_report: pgrx cannot map Result<(), _> to SQL `void`.

@@ -17,7 +17,9 @@ impl From<RecsysError> for ErrorReport {
             ErrorKind::DatatypeMismatch => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
             ErrorKind::NotReady => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             ErrorKind::TooLarge => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            ErrorKind::OutOfMemory => PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
             ErrorKind::Corrupt => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            ErrorKind::Internal => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             ErrorKind::Unsupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         };
         let mut report = ErrorReport::new(code, e.message, "pg_recsys");

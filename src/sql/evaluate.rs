@@ -12,6 +12,7 @@ use crate::engine::metrics::{evaluate_top_n, rating_error};
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::{required, spi};
 use crate::sql::source::Source;
+use crate::sql::train::Interruptible;
 use crate::sql::{cache, catalog, gucs};
 
 #[pg_extern(volatile)]
@@ -32,7 +33,8 @@ fn evaluate(
     let rating_model = fitted.predicts_ratings();
     let rating_column = if rating_model { source.rating_column.as_deref() } else { None };
     let test_source = Source::resolve(&test, &source.user_column, &source.item_column, rating_column, None)?;
-    let (train, _) = source.read()?;
+    // The training rows are the model's: read as its owner (the test table is the caller's).
+    let (train, _) = crate::sql::access::as_model_owner(&row.name, row.owner, || source.read())?;
     let (held_out, _) = test_source.read()?;
     let test_users: Vec<(i64, Vec<i64>)> = (0..held_out.n_users())
         .map(|u| {
@@ -47,9 +49,9 @@ fn evaluate(
         .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} threads: {e}")))?;
     let started = Instant::now();
     // A model that encodes item text also ranks the items table's untrained items, as recommend does.
-    let items = if fitted.reads_item_text() { source.item_texts()? } else { Vec::new() };
-    let m = evaluate_top_n(&fitted, &train, &test_users, &items, k as usize, &pool);
-    let errors = rating_model.then(|| rating_error(&fitted, &train, &held_out, &pool));
+    let items = crate::sql::recommend::item_texts(&row, &fitted, &source)?;
+    let m = evaluate_top_n(&fitted, &train, &test_users, &items, k as usize, &pool, &mut Interruptible::new())?;
+    let errors = if rating_model { Some(rating_error(&fitted, &train, &held_out, &pool, &mut Interruptible::new())?) } else { None };
     let seconds = started.elapsed().as_secs_f64();
 
     let mut rows: Vec<(String, f64)> = vec![

@@ -2,7 +2,7 @@
 //! in `crate::engine`.
 
 mod access;
-mod cache;
+pub(crate) mod cache;
 mod catalog;
 pub mod errors;
 mod evaluate;

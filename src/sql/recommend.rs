@@ -11,17 +11,27 @@ use pgrx::PgRelation;
 
 use crate::engine::model::{Model, Request};
 use crate::engine::RecsysError;
+use crate::sql::access::{as_model_owner, check_reads_no_owner_code};
 use crate::sql::cache;
 use crate::sql::catalog::{self, ModelRow};
 use crate::sql::errors::{positive_n, required, SqlResult};
 use crate::sql::source::{qualified_name, Source};
 
-/// The deployed model, its source and the user's current history.
+/// The deployed model, its source and the user's current history (read as the model's owner).
 fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Source, Vec<(i64, f32)>)> {
     let fitted = cache::get(row)?;
     let source = Source::from_catalog(row.source.clone(), &row.columns)?;
-    let history = source.history(user_id)?;
+    let history = as_model_owner(&row.name, row.owner, || source.history(user_id))?;
     Ok((fitted, source, history))
+}
+
+/// The items table's (item id, text) rows for models that encode item text, read as the model's
+/// owner (its item_text expression is the owner's SQL); empty for the other models.
+pub(crate) fn item_texts(row: &ModelRow, fitted: &Model, source: &Source) -> SqlResult<Vec<(i64, String)>> {
+    if !fitted.reads_item_text() {
+        return Ok(Vec::new());
+    }
+    as_model_owner(&row.name, row.owner, || source.item_texts())
 }
 
 /// How many fallback models one call may follow (a chain, never a cycle).
@@ -53,7 +63,12 @@ fn recommend(
         if let Some(predicate) = filter {
             let table = match (&items, &source.items) {
                 (Some(t), _) => qualified_name(t),
-                (None, Some(t)) => t.clone(),
+                // The caller's filter runs as the caller: over the model's own items table only
+                // when reading that table runs none of its owner's code.
+                (None, Some(t)) => {
+                    check_reads_no_owner_code(t, &row.name, row.owner)?;
+                    t.clone()
+                }
                 (None, None) => {
                     return Err(RecsysError::invalid(format!("a filter needs an items table, and model \"{}\" has none", row.name))
                         .with_hint("pass items => 'your_items_table' (keyed by the model's item column)")
@@ -67,11 +82,11 @@ fn recommend(
             });
         }
         // Models that encode item text see the items table as it is now (new items included).
-        let texts = if fitted.reads_item_text() { source.item_texts()? } else { Vec::new() };
+        let texts = item_texts(&row, &fitted, &source)?;
         let answer = fitted.answer(
             &Request { user_id: Some(user_id), history: &history, n, exclude_seen, candidates: candidates.as_deref(), items: &texts },
             with_reasons,
-        );
+        )?;
         // A user this model cannot place goes to the model's fallback, when it names one.
         let fallback = row.params.get("fallback").and_then(|f| f.as_str()).map(str::to_string);
         match fallback {
@@ -94,7 +109,7 @@ fn predict(user_id: Option<i64>, item_id: Option<i64>, model: default!(Option<&s
     let row = catalog::resolve(model)?;
     let (Some(user_id), Some(item_id)) = (user_id, item_id) else { return Ok(None) };
     let (fitted, _, history) = with_history(&row, user_id)?;
-    Ok(fitted.predict(Some(user_id), &history, item_id))
+    Ok(fitted.predict(Some(user_id), &history, item_id)?)
 }
 
 /// Which of the user's items make `item_id` score as it does, largest contribution first.

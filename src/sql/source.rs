@@ -9,6 +9,7 @@ use pgrx::spi::quote_identifier;
 use serde_json::{json, Value};
 
 use crate::engine::interactions::Interactions;
+use crate::engine::memory;
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::{spi, SqlResult};
 use crate::sql::plans;
@@ -37,6 +38,11 @@ pub struct Source {
     /// column, for models that encode item text.
     pub items: Option<String>,
     pub item_text: Option<String>,
+    /// The query that reads (item id, text) from the items table, as PostgreSQL resolved it
+    /// when training — every function, operator and table schema-qualified — so that serving,
+    /// which runs it as the model's owner with search_path = pg_catalog, pg_temp, gets exactly
+    /// what the owner meant. Absent for models trained by earlier builds (then rebuilt from item_text).
+    pub item_text_query: Option<String>,
 }
 
 /// Summary of a full read, for NOTICEs and the catalog.
@@ -107,6 +113,35 @@ fn user_sql<T>(query: &str, read: impl FnOnce(pgrx::spi::SpiTupleTable) -> SqlRe
     })
 }
 
+/// `query` (one SELECT, checked by `user_sql` first) as PostgreSQL resolves it now — with the
+/// caller's privileges and search_path — deparsed with every name that is not a built-in one
+/// schema-qualified: the text means the same under search_path = pg_catalog, pg_temp.
+fn resolved(query: &str) -> SqlResult<String> {
+    let text = std::ffi::CString::new(query)
+        .map_err(|_| ErrorReport::new(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, "SQL text contains a NUL byte", "pg_recsys"))?;
+    // Check it is one statement (and that it runs) before analysing it here.
+    user_sql(query, |_| Ok(()))?;
+    // SAFETY: backend thread, inside a transaction; PostgreSQL ERRORs unwind through pgrx's guards.
+    let deparsed = unsafe {
+        let raw = pgrx::PgList::<pg_sys::RawStmt>::from_pg(pg_sys::pg_parse_query(text.as_ptr()));
+        let Some(stmt) = raw.get_ptr(0) else {
+            return Err(ErrorReport::new(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, "empty item_text query", "pg_recsys"));
+        };
+        let analysed = pgrx::PgList::<pg_sys::Query>::from_pg(pg_sys::pg_analyze_and_rewrite_fixedparams(
+            stmt,
+            text.as_ptr(),
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        ));
+        let Some(q) = analysed.get_ptr(0) else {
+            return Err(ErrorReport::new(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, "item_text query did not analyse", "pg_recsys"));
+        };
+        crate::sql::access::with_safe_search_path(|| std::ffi::CStr::from_ptr(pg_sys::pg_get_querydef(q, false)).to_string_lossy().into_owned())
+    };
+    Ok(deparsed.trim().trim_end_matches(';').to_string())
+}
+
 impl Source {
     /// Check that the relation and columns exist and have usable types.
     pub fn resolve(
@@ -136,6 +171,7 @@ impl Source {
             time_type,
             items: None,
             item_text: None,
+            item_text_query: None,
         })
     }
 
@@ -146,15 +182,23 @@ impl Source {
         column_type(items.oid(), &qualified, &self.item_column, "item_column", INTEGER_TYPES)?;
         self.items = Some(qualified);
         self.item_text = Some(item_text.to_string());
+        let query = self.item_text_sql();
+        self.item_text_query = Some(resolved(&query)?);
         Ok(self)
+    }
+
+    /// The (item id, text) query built from the items table and the item_text expression.
+    fn item_text_sql(&self) -> String {
+        let (items, text) = (self.items.as_deref().unwrap_or_default(), self.item_text.as_deref().unwrap_or_default());
+        let item = quote_identifier(&self.item_column);
+        format!("SELECT {item}::int8, ({text}) FROM {items} WHERE {item} IS NOT NULL")
     }
 
     /// Every (item id, text) of the items table, read now (a NULL text reads as empty); an
     /// item_text expression that does not give text is an error.
     pub fn item_texts(&self) -> SqlResult<Vec<(i64, String)>> {
-        let (Some(items), Some(text)) = (&self.items, &self.item_text) else { return Ok(Vec::new()) };
-        let item = quote_identifier(&self.item_column);
-        let query = format!("SELECT {item}::int8, ({text}) FROM {items} WHERE {item} IS NOT NULL");
+        let (Some(items), Some(_)) = (&self.items, &self.item_text) else { return Ok(Vec::new()) };
+        let query = self.item_text_query.clone().unwrap_or_else(|| self.item_text_sql());
         user_sql(&query, |table| {
             let ty = table.column_type_oid(2).map_err(spi)?.value();
             if ![pg_sys::TEXTOID, pg_sys::VARCHAROID, pg_sys::BPCHAROID, pg_sys::NAMEOID].contains(&ty) {
@@ -202,15 +246,20 @@ impl Source {
                 time_type: get("time_type"),
                 items: get("items"),
                 item_text: get("item_text"),
+                item_text_query: get("item_text_query"),
             }),
             _ => Err(RecsysError::new(ErrorKind::Corrupt, "recsys.models.columns lacks user or item").into()),
         }
     }
 
     pub fn columns_json(&self) -> Value {
-        json!({"user": self.user_column, "item": self.item_column,
+        let mut columns = json!({"user": self.user_column, "item": self.item_column,
                "rating": self.rating_column, "time": self.time_column, "time_type": self.time_type,
-               "items": self.items, "item_text": self.item_text})
+               "items": self.items, "item_text": self.item_text});
+        if let (Some(q), Some(o)) = (&self.item_text_query, columns.as_object_mut()) {
+            o.insert("item_text_query".into(), json!(q));
+        }
+        columns
     }
 
     /// The time column as float8 seconds since the Unix epoch (NULL without a time column).
@@ -252,6 +301,14 @@ impl Source {
                 if batch.is_empty() {
                     break;
                 }
+                // Room for this batch, with a failure path (ERROR 53200) rather than an abort.
+                let more = batch.len();
+                memory::reserve(&mut users, more, "the rows read from the source")?;
+                memory::reserve(&mut items, more, "the rows read from the source")?;
+                memory::reserve(&mut weights, more, "the rows read from the source")?;
+                if timed {
+                    memory::reserve(&mut times, more, "the rows read from the source")?;
+                }
                 for row in batch {
                     stats.rows += 1;
                     let u = row.get::<i64>(1).map_err(spi)?;
@@ -279,18 +336,8 @@ impl Source {
                 // table too large for it stops here and not in an out-of-memory kill.
                 let needed = users.len() * READ_BYTES_PER_ROW;
                 if needed > crate::sql::gucs::max_memory_bytes() {
-                    return Err(RecsysError::new(
-                        ErrorKind::TooLarge,
-                        format!("reading {} needs more memory than recsys.max_memory_mb", self.relation),
-                    )
-                    .with_detail(format!(
-                        "estimated {needed} bytes ({} MB) for the {} rows read so far, at {READ_BYTES_PER_ROW} bytes per row; recsys.max_memory_mb is {}",
-                        needed >> 20,
-                        users.len(),
-                        crate::sql::gucs::max_memory_bytes() >> 20
-                    ))
-                    .with_hint("raise recsys.max_memory_mb, or train on a subset (a view)")
-                    .into());
+                    let how = format!("for the {} rows read so far, at {READ_BYTES_PER_ROW} bytes per row", users.len());
+                    return Err(crate::sql::gucs::over_memory_cap(&format!("reading {}", self.relation), needed as u128, &how).into());
                 }
             }
             Ok(())

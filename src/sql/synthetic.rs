@@ -4,7 +4,6 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::engine::synthetic::{Synthetic, SyntheticParams};
-use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::PG_EPOCH_OFFSET;
 
 
@@ -19,10 +18,7 @@ fn synthetic_interactions(
     crate::engine::synthetic::validate(&p)?;
     let needed = crate::engine::synthetic::memory_estimate(&p);
     if needed > crate::sql::gucs::max_memory_bytes() as u128 {
-        return Err(RecsysError::new(ErrorKind::TooLarge, "synthetic_interactions would need more memory than recsys.max_memory_mb")
-            .with_detail(format!("estimated {} MB for {users} users and {items} items", needed >> 20))
-            .with_hint("ask for fewer users or items, or raise recsys.max_memory_mb")
-            .into());
+        return Err(crate::sql::gucs::over_memory_cap("synthetic_interactions", needed, &format!("for {users} users and {items} items")).into());
     }
     let rows = Synthetic::new(&p)?;
     Ok(TableIterator::new(rows.enumerate().map(|(k, r)| {

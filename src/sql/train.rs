@@ -18,8 +18,14 @@ use crate::sql::source::Source;
 
 /// Called by the fit on the backend thread: between chunks, honour query cancel and
 /// statement_timeout; after each iteration or epoch, also report progress as a NOTICE.
-struct Interruptible {
+pub(crate) struct Interruptible {
     started: Instant,
+}
+
+impl Interruptible {
+    pub(crate) fn new() -> Self {
+        Interruptible { started: Instant::now() }
+    }
 }
 
 impl Progress for Interruptible {
@@ -117,21 +123,12 @@ pub(crate) fn training_pool(algorithm: &str, spec: &Spec, data: &Interactions) -
     let threads = gucs::threads();
     let needed = spec.memory_estimate(data, threads) + data.nnz() * 12;
     if needed > gucs::max_memory_bytes() {
-        return Err(RecsysError::new(
-            ErrorKind::TooLarge,
-            format!("training {algorithm} needs about {} MB, over recsys.max_memory_mb", needed >> 20),
-        )
-        .with_detail(format!(
-            "estimated {needed} bytes ({} MB) for {} users, {} items, {} interactions; recsys.max_memory_mb is {}",
-            needed >> 20,
-            data.n_users(),
-            data.n_items(),
-            data.nnz(),
-            gucs::max_memory_bytes() >> 20
-        ))
-        .with_hint("raise recsys.max_memory_mb, or train on a subset")
-        .into());
+        let how = format!("for {} users, {} items, {} interactions", data.n_users(), data.n_items(), data.nnz());
+        return Err(gucs::over_memory_cap(&format!("training {algorithm}"), needed as u128, &how).into());
     }
+    // Under the cap, but more than this machine has free now: ERROR 53200 before allocating,
+    // rather than an allocation that aborts the backend or an out-of-memory kill later.
+    crate::engine::memory::check_available(needed, &format!("training {algorithm}"))?;
     Ok(rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -143,7 +140,7 @@ pub(crate) fn training_pool(algorithm: &str, spec: &Spec, data: &Interactions) -
 pub(crate) fn fit(pool: &rayon::ThreadPool, spec: &Spec, data: &Interactions) -> SqlResult<(Model, f64)> {
     let started = Instant::now();
     let device = if spec.is_neural() { gucs::device()? } else { crate::engine::neural::DeviceChoice::Cpu };
-    let fitted = spec.fit(data, device, pool, &mut Interruptible { started })?;
+    let fitted = spec.fit(data, device, pool, &mut Interruptible::new())?;
     Ok((fitted, started.elapsed().as_secs_f64()))
 }
 

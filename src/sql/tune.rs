@@ -13,7 +13,7 @@ use crate::engine::tune::{grid_points, holdout, score, Metric};
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::required;
 use crate::sql::source::Source;
-use crate::sql::train::{check_request, fit, fit_and_save, read_source, training_pool};
+use crate::sql::train::{check_request, fit, fit_and_save, read_source, training_pool, Interruptible};
 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile)]
@@ -72,7 +72,7 @@ fn tune(
     for (spec, effective) in &points {
         let pool = training_pool(algorithm, spec, &train)?;
         let (fitted, seconds) = fit(&pool, spec, &train)?;
-        let value = score(&fitted, &train, &valid, metric, k as usize, &pool);
+        let value = score(&fitted, &train, &valid, metric, k as usize, &pool, &mut Interruptible::new())?;
         pgrx::notice!("pg_recsys: tune {algorithm} {effective}: {label} {value:.6} (fit {seconds:.2} s)");
         scored.push((effective.clone(), value));
     }
