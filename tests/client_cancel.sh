@@ -87,6 +87,7 @@ engine=$(PGOPTIONS='-c client_min_messages=notice' psql -X -q -At -d $DB -c "SEL
          | sed -n 's/.*evaluated [0-9]* users in \([0-9.]*\) s of engine time.*/\1/p')
 total=$(python3 -c "print($(date +%s.%N) - $t0)")
 [ -n "$engine" ] || fail "evaluate printed no engine time"
+echo "cancel: uncancelled evaluate: $(printf %.2f "$total") s, of which scoring $(printf %.2f "$engine") s"
 stopped "evaluate (scoring phase)" "$(python3 -c "print(round($total - $engine / 2, 2))")" "SELECT * FROM recsys.evaluate('ev', 'big')"
 stopped "tune (fit and scoring)" 3 "SELECT * FROM recsys.tune('tuned', 'big', 'als', '{\"factors\": [128], \"iterations\": [1, 2]}')"
 [ "$($P -c "SELECT count(*) FROM recsys.models WHERE name = 'tuned'")" = 0 ] || fail "a cancelled tune left a version"

@@ -76,8 +76,8 @@ same "am v2 owner" "$(as - "SELECT owner FROM recsys.models WHERE name = 'am' AN
 as sec_carol "SELECT recsys.deploy('am', 1)" >/dev/null
 same "alice sees both versions" "$(as sec_alice "SELECT count(*) FROM recsys.models WHERE name = 'am'")" 2
 
-# Serving reads the live history as the caller: alice, with SELECT on shared_clicks revoked,
-# can no longer read it through recommend or explain.
+# Serving reads the live history as the model's owner: alice's model, with her SELECT on
+# shared_clicks revoked, can no longer read it through recommend or explain.
 as sec_alice "SELECT version FROM recsys.train('sm', 'shared_clicks', 'item_knn')" >/dev/null
 same "alice recommends from sm" "$(as sec_alice "SELECT count(*) FROM recsys.recommend(1, 5, 'sm')")" 5
 $P -c "REVOKE SELECT ON shared_clicks FROM sec_alice"
