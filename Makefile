@@ -14,7 +14,7 @@ PSQL := psql -X -v ON_ERROR_STOP=1 -q
 PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
-.PHONY: demo test setup install cluster stop unit pgtest regress client stress bench bench-latency bench-scale clean-scratch
+.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel clean-scratch
 
 setup:
 	@.ci/setup
@@ -31,9 +31,18 @@ cluster: install
 stop:
 	@.ci/cluster stop
 
+# A psql session on the scratch cluster, in a database of its own for trying the quick start
+# (created when missing; pg_recsys is not installed in it until you CREATE EXTENSION).
+psql: cluster
+	@psql -X -q -d postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'pg_recsys_quickstart'" | grep -q 1 \
+	  || psql -X -q -d postgres -c "CREATE DATABASE pg_recsys_quickstart"
+	@psql -d pg_recsys_quickstart
+
 demo: cluster
 	@tests/demo.sh "$(DATA)"
 
+# The engine's tests alone, without PostgreSQL (quick while developing; `make test` runs them
+# inside `cargo pgrx test`, which runs every test of the library).
 unit: setup
 	cargo test --no-default-features --lib
 
@@ -48,14 +57,17 @@ regress: cluster
 client: cluster
 	@for t in tests/client_*.sh; do echo "== $$t"; $$t || exit 1; done
 
-test: unit pgtest regress client
+test: pgtest regress client
 	@echo "make test: all suites passed"
 
-# The long versions of the reliability tests: 5 minutes of 8 connections recommending while
-# another retrains and deploys, and cancel tests that allow 1 s (not 2 s) to stop.
+# The long version of the concurrency test: 5 minutes of 8 connections recommending while
+# another retrains and deploys.
 stress: cluster
 	@DURATION=300 tests/client_concurrency.sh
-	@CANCEL_LIMIT_S=1.0 tests/client_cancel.sh
+
+# How long each long call takes to stop after a cancel or statement_timeout (benches/REPORT.md).
+bench-cancel: cluster
+	@benches/cancel.sh
 
 # The side-by-side report against peers (benches/REPORT.md), then the engine kernels (criterion).
 # Serving latency and throughput with pgbench (ML-100K models and a 20M-shaped ALS model).

@@ -65,6 +65,10 @@ fingerprint="SELECT string_agg(x, E'\n' ORDER BY x) FROM (
    WHERE indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'recsys'::regnamespace)
   UNION ALL SELECT 'pol ' || tablename || ' ' || policyname || ' ' || cmd || ' ' || array_to_string(roles, ',') || ' ' || coalesce(qual, '')
     FROM pg_policies WHERE schemaname = 'recsys'
+  UNION ALL SELECT 'cmt ' || classoid::regclass || ' ' || CASE WHEN classoid = 'pg_proc'::regclass THEN objoid::regprocedure::text
+                                                               ELSE objoid::regclass::text END || ' ' || objsubid || ' ' || description
+    FROM pg_description WHERE (classoid = 'pg_class'::regclass AND objoid IN (SELECT oid FROM pg_class WHERE relnamespace = 'recsys'::regnamespace))
+       OR (classoid = 'pg_proc'::regclass AND objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'recsys'::regnamespace))
   UNION ALL SELECT 'ext ' || extversion || ' ' || array_length(extconfig, 1) FROM pg_extension WHERE extname = 'pg_recsys') s"
 UP=pg_recsys_upgrade
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $UP" -c "CREATE DATABASE $UP"

@@ -53,7 +53,8 @@ $P -c "SELECT count(*) AS interactions, count(DISTINCT user_id) AS users, count(
 
 echo "== training"
 $P -c "SELECT * FROM recsys.train('popular', 'interactions', 'popularity')" \
-   -c "SELECT * FROM recsys.train('demo', 'interactions', 'item_knn', '{\"k\": 100}', time_column => 'ts')"
+   -c "SELECT * FROM recsys.train('demo', 'interactions', 'item_knn', '{\"k\": 100}', time_column => 'ts',
+                                  items => 'items', item_text => 'title')"
 
 for u in 1 2 3; do
   echo "== user $u: top-10 recommendations (item_knn) beside the user's 10 most recent interactions"
@@ -78,4 +79,4 @@ $P -c "SELECT r.rank, left(coalesce(i.title, r.item_id::text), 40) AS recommende
        FROM recsys.recommend(1, 5, 'demo', with_reasons => true) r LEFT JOIN items i USING (item_id) ORDER BY r.rank"
 echo "== a brand-new user (no history) gets the popularity answer"
 $P -c "SELECT * FROM recsys.recommend(-1, 5, 'demo', with_reasons => true)"
-echo "demo: database $DB on the scratch cluster (psql -h $PGHOST -p $PGPORT -U postgres $DB)"
+echo "demo: database $DB on the scratch cluster: psql -h \"$PGHOST\" -p $PGPORT -U postgres $DB (or make psql for a fresh database)"

@@ -14,7 +14,7 @@ CREATE INDEX ON tt (user_id);
 SELECT regress.err($$SELECT * FROM recsys.train('tt', 'tt', 'two_tower')$$);
 SELECT regress.err($$SELECT * FROM recsys.train('tt', 'tt', 'two_tower', items => 'tt_items', item_text => 'nope')$$);
 SELECT regress.err($$SELECT * FROM recsys.train('tt', 'tt', 'two_tower', items => 'tt_items', item_text => 'item_id')$$);
-SELECT regress.err($$SELECT * FROM recsys.train('tt', 'tt', 'ncf', items => 'tt_items', item_text => 'title')$$);
+SELECT regress.err($$SELECT * FROM recsys.train('tt', 'tt', 'ncf', item_text => 'title')$$);
 SELECT model, algorithm, users, items FROM recsys.train('tt', 'tt', 'two_tower',
   '{"factors": 16, "buckets": 512, "epochs": 20, "batch_size": 64, "lr": 0.01}', items => 'tt_items', item_text => 'title');
 SELECT columns->>'items' AS items, columns->>'item_text' AS item_text FROM recsys.models WHERE name = 'tt';

@@ -50,6 +50,10 @@ pub fn parse_params<S>(
     p: &mut Params,
     parse: impl Fn(&str, &Value) -> Result<(S, Value)>,
 ) -> Result<(Vec<MemberSpec<S>>, Fusion)> {
+    let fusion = match p.choice("fusion", "score", &["score", "rank"])? {
+        "rank" => Fusion::Rank,
+        _ => Fusion::Score,
+    };
     let example = "for example '{\"members\": [{\"algorithm\": \"ease\", \"weight\": 0.7}, {\"algorithm\": \"als\", \"weight\": 0.3}]}'";
     let list = match p.raw("members") {
         Some(Value::Array(a)) if a.len() >= 2 && a.len() <= 8 => a,
@@ -87,10 +91,6 @@ pub fn parse_params<S>(
         members.push(MemberSpec { algorithm: algorithm.to_string(), spec, weight: weight as f32 });
     }
     p.set("members", Value::Array(effective));
-    let fusion = match p.choice("fusion", "score", &["score", "rank"])? {
-        "rank" => Fusion::Rank,
-        _ => Fusion::Score,
-    };
     Ok((members, fusion))
 }
 

@@ -31,6 +31,61 @@ use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 const OCCLUSION_ITEMS: usize = 50;
 
 pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential", "two_tower", "content", "hybrid"];
+
+/// Each algorithm's family and what it does in one line, for `recsys.algorithms`.
+const ABOUT: &[(&str, &str, &str)] = &[
+    ("popularity", "baseline", "items ranked by how many distinct users have them"),
+    ("item_knn", "neighbourhood", "top-k similar items per item (cosine/jaccard co-occurrence, or rating similarities with baselines)"),
+    ("user_knn", "neighbourhood", "the k most similar users to the live history vote for their items"),
+    ("ease", "linear", "EASE: closed-form item-item autoencoder, B = I - P diag(1/diag P), P = (X'X + lambda I)^-1"),
+    ("svd", "factorization", "PureSVD: truncated randomized SVD of the user-item matrix"),
+    ("biased_mf", "factorization", "biased matrix factorization (Funk SVD) for explicit ratings"),
+    ("svdpp", "factorization", "SVD++: biased MF plus implicit feedback, for explicit ratings"),
+    ("als", "factorization", "implicit-feedback ALS (Hu, Koren, Volinsky) with conjugate gradient"),
+    ("bpr", "factorization", "Bayesian Personalized Ranking with item biases"),
+    ("ncf", "neural", "NeuMF (GMF + MLP) trained with Candle"),
+    ("sequential", "neural", "SASRec next-item model trained with Candle (needs time_column)"),
+    ("two_tower", "neural", "two-tower retrieval over item text and ids, trained with Candle (needs items, item_text)"),
+    ("content", "content", "TF-IDF over item text, cosine with the live history's profile (needs items, item_text)"),
+    ("hybrid", "hybrid", "members trained together, scores fused (z-scores or reciprocal rank)"),
+];
+
+/// One row of `recsys.algorithms`: what an algorithm is and the params it takes, read from the
+/// same parsing code that checks them (defaults, ranges, allowed values).
+pub struct AlgorithmInfo {
+    pub name: &'static str,
+    pub family: &'static str,
+    pub description: &'static str,
+    pub needs_ratings: bool,
+    pub needs_time: bool,
+    pub needs_item_text: bool,
+    pub neural: bool,
+    pub params: Value,
+}
+
+pub fn algorithm_catalog() -> Vec<AlgorithmInfo> {
+    ALGORITHMS
+        .iter()
+        .map(|&name| {
+            let (family, description) = ABOUT.iter().find(|a| a.0 == name).map(|a| (a.1, a.2)).unwrap_or(("", ""));
+            let mut p = Params::parse(name, &Value::Null).expect("an empty params object parses");
+            // With no params the defaults are what is described; a hybrid without members fails
+            // after asking for them, which is still described.
+            let spec = Spec::parse_with(name, &mut p).ok();
+            let has = |f: fn(&Spec) -> bool| spec.as_ref().is_some_and(f);
+            AlgorithmInfo {
+                name,
+                family,
+                description,
+                needs_ratings: has(Spec::needs_ratings),
+                needs_time: has(Spec::needs_time),
+                needs_item_text: has(Spec::needs_item_text),
+                neural: has(Spec::is_neural),
+                params: Value::from(std::mem::take(&mut p.described)),
+            }
+        })
+        .collect()
+}
 const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
@@ -56,30 +111,34 @@ impl Spec {
     /// effective params (defaults filled in) to store in the catalog.
     pub fn parse(algorithm: &str, params: &Value) -> Result<(Spec, Value)> {
         let mut p = Params::parse(algorithm, params)?;
-        let spec = match algorithm {
+        let spec = Spec::parse_with(algorithm, &mut p)?;
+        Ok((spec, p.finish()?))
+    }
+
+    fn parse_with(algorithm: &str, p: &mut Params) -> Result<Spec> {
+        Ok(match algorithm {
             "popularity" => Spec::Popularity,
-            "item_knn" => Spec::ItemKnn(ItemKnnParams::from_params(&mut p)?),
-            "user_knn" => Spec::UserKnn(UserKnnParams::from_params(&mut p)?),
-            "ease" => Spec::Ease(EaseParams::from_params(&mut p)?),
-            "svd" => Spec::Svd(SvdParams::from_params(&mut p)?),
-            "biased_mf" => Spec::Mf(MfParams::from_params(&mut p, false)?),
-            "svdpp" => Spec::Mf(MfParams::from_params(&mut p, true)?),
-            "als" => Spec::Als(AlsParams::from_params(&mut p)?),
-            "bpr" => Spec::Bpr(BprParams::from_params(&mut p)?),
-            "ncf" => Spec::Ncf(NcfParams::from_params(&mut p)?),
-            "sequential" => Spec::Sequential(SeqParams::from_params(&mut p)?),
-            "two_tower" => Spec::TwoTower(TwoTowerParams::from_params(&mut p)?),
-            "content" => Spec::Content(ContentParams::from_params(&mut p)?),
+            "item_knn" => Spec::ItemKnn(ItemKnnParams::from_params(p)?),
+            "user_knn" => Spec::UserKnn(UserKnnParams::from_params(p)?),
+            "ease" => Spec::Ease(EaseParams::from_params(p)?),
+            "svd" => Spec::Svd(SvdParams::from_params(p)?),
+            "biased_mf" => Spec::Mf(MfParams::from_params(p, false)?),
+            "svdpp" => Spec::Mf(MfParams::from_params(p, true)?),
+            "als" => Spec::Als(AlsParams::from_params(p)?),
+            "bpr" => Spec::Bpr(BprParams::from_params(p)?),
+            "ncf" => Spec::Ncf(NcfParams::from_params(p)?),
+            "sequential" => Spec::Sequential(SeqParams::from_params(p)?),
+            "two_tower" => Spec::TwoTower(TwoTowerParams::from_params(p)?),
+            "content" => Spec::Content(ContentParams::from_params(p)?),
             "hybrid" => {
-                let (members, fusion) = hybrid::parse_params(&mut p, Spec::parse)?;
+                let (members, fusion) = hybrid::parse_params(p, Spec::parse)?;
                 Spec::Hybrid(members, fusion)
             }
             other => {
                 return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
                     .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
             }
-        };
-        Ok((spec, p.finish()?))
+        })
     }
 
     /// Rating-prediction models need a rating column.
@@ -89,6 +148,20 @@ impl Spec {
             Spec::ItemKnn(p) => p.similarity.for_ratings(),
             Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.needs_ratings()),
             _ => false,
+        }
+    }
+
+    /// Why this spec cannot train without a rating column (None: it can): rating-prediction
+    /// models, and user_knn's pearson, which correlates ratings (over implicit weights, all 1,
+    /// every user has zero variance and the model would have no neighbours).
+    pub fn rating_column_needed(&self) -> Option<&'static str> {
+        match self {
+            _ if self.needs_ratings() => Some("predicts ratings"),
+            Spec::UserKnn(p) if p.similarity == crate::engine::userknn::UserSimilarity::Pearson => {
+                Some("with similarity \"pearson\" correlates ratings")
+            }
+            Spec::Hybrid(m, _) => m.iter().find_map(|m| m.spec.rating_column_needed()),
+            _ => None,
         }
     }
 
@@ -700,6 +773,15 @@ impl Model {
         let i = i as usize;
         let history_in_order = history;
         let history = self.known_history(history);
+        // A user with no rows the model knows is not placed by these models: NULL, not the
+        // popularity fill's 0 (or a popularity count) that recommend would rank them by.
+        let placed_by_history = matches!(
+            self.algorithm,
+            Algorithm::Popularity | Algorithm::ItemKnn(_) | Algorithm::Ease(_) | Algorithm::UserKnn(_) | Algorithm::Hybrid(_)
+        );
+        if placed_by_history && history.is_empty() {
+            return Ok(None);
+        }
         Ok(match &self.algorithm {
             Algorithm::Popularity => Some(self.popularity[i]),
             Algorithm::ItemKnn(nb) => {
@@ -1147,6 +1229,28 @@ mod tests {
 
     fn req<'a>(history: &'a [(i64, f32)], n: usize, candidates: Option<&'a [i64]>) -> Request<'a> {
         Request { user_id: None, history, n, exclude_seen: true, candidates, items: &[] }
+    }
+
+    #[test]
+    fn the_algorithm_catalog_is_what_train_accepts() {
+        let all = algorithm_catalog();
+        assert_eq!(all.iter().map(|a| a.name).collect::<Vec<_>>(), ALGORITHMS);
+        for a in &all {
+            assert!(!a.family.is_empty() && !a.description.is_empty(), "{}", a.name);
+            if a.name == "hybrid" {
+                continue; // no defaults without members
+            }
+            // The listed defaults are exactly the effective params of an empty params object.
+            let (_, effective) = Spec::parse(a.name, &json!({})).unwrap();
+            let listed: serde_json::Map<String, Value> =
+                a.params.as_array().unwrap().iter().map(|p| (p["name"].as_str().unwrap().to_string(), p["default"].clone())).collect();
+            assert_eq!(Value::Object(listed), effective, "{}", a.name);
+        }
+        let knn = all.iter().find(|a| a.name == "item_knn").unwrap();
+        let k = knn.params.as_array().unwrap().iter().find(|p| p["name"] == "k").unwrap();
+        assert_eq!(k, &json!({"name": "k", "type": "integer", "default": 100, "range": [1, 10000]}));
+        assert!(all.iter().find(|a| a.name == "sequential").unwrap().needs_time);
+        assert!(all.iter().find(|a| a.name == "biased_mf").unwrap().needs_ratings);
     }
 
     #[test]

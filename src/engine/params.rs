@@ -11,6 +11,9 @@ pub struct Params {
     known: Vec<&'static str>,
     /// The effective parameters (defaults filled in), stored with the model.
     pub effective: Map<String, Value>,
+    /// Every parameter asked for, with its type, default and allowed values, in the order the
+    /// algorithm asks: what `recsys.algorithms` lists (the same code that checks them).
+    pub described: Vec<Value>,
 }
 
 impl Params {
@@ -26,7 +29,7 @@ impl Params {
                 .with_hint("for example '{\"k\": 50}'::jsonb"))
             }
         };
-        Ok(Params { algorithm: algorithm.to_string(), given, known: Vec::new(), effective: Map::new() })
+        Ok(Params { algorithm: algorithm.to_string(), given, known: Vec::new(), effective: Map::new(), described: Vec::new() })
     }
 
     fn bad(&self, name: &str, want: String, got: &Value) -> RecsysError {
@@ -39,6 +42,7 @@ impl Params {
     /// An integer in [min, max].
     pub fn int(&mut self, name: &'static str, default: i64, min: i64, max: i64) -> Result<i64> {
         self.known.push(name);
+        self.describe(name, "integer", Value::from(default), "range", Value::from(vec![min, max]));
         let v = match self.given.get(name) {
             None | Some(Value::Null) => default,
             Some(v) => {
@@ -56,6 +60,7 @@ impl Params {
     /// A finite number in [min, max].
     pub fn float(&mut self, name: &'static str, default: f64, min: f64, max: f64) -> Result<f64> {
         self.known.push(name);
+        self.describe(name, "number", Value::from(default), "range", Value::from(vec![min, max]));
         let v = match self.given.get(name) {
             None | Some(Value::Null) => default,
             Some(v) => match v.as_f64() {
@@ -70,6 +75,7 @@ impl Params {
     /// One of a fixed set of strings.
     pub fn choice(&mut self, name: &'static str, default: &'static str, allowed: &[&'static str]) -> Result<&'static str> {
         self.known.push(name);
+        self.describe(name, "text", Value::from(default), "allowed", Value::from(allowed.to_vec()));
         let v = match self.given.get(name) {
             None | Some(Value::Null) => default,
             Some(v) => match v.as_str().and_then(|s| allowed.iter().find(|a| **a == s)) {
@@ -85,7 +91,18 @@ impl Params {
     /// stores its effective form with `set`.
     pub fn raw(&mut self, name: &'static str) -> Option<Value> {
         self.known.push(name);
+        self.describe(name, "json", Value::Null, "", Value::Null);
         self.given.get(name).filter(|v| !v.is_null()).cloned()
+    }
+
+    fn describe(&mut self, name: &str, kind: &str, default: Value, key: &str, allowed: Value) {
+        if !self.described.iter().any(|d| d["name"] == name) {
+            let mut d = serde_json::json!({"name": name, "type": kind, "default": default});
+            if !allowed.is_null() {
+                d[key] = allowed;
+            }
+            self.described.push(d);
+        }
     }
 
     pub fn set(&mut self, name: &str, value: Value) {

@@ -49,7 +49,7 @@ fn evaluate(
         .map_err(|e| RecsysError::new(ErrorKind::TooLarge, format!("cannot start {threads} threads: {e}")))?;
     let started = Instant::now();
     // A model that encodes item text also ranks the items table's untrained items, as recommend does.
-    let items = crate::sql::recommend::item_texts(&row, &fitted, &source)?;
+    let items = crate::sql::recommend::item_texts(&row, &fitted, &source, false)?;
     let m = evaluate_top_n(&fitted, &train, &test_users, &items, k as usize, &pool, &mut Interruptible::new())?;
     let errors = if rating_model { Some(rating_error(&fitted, &train, &held_out, &pool, &mut Interruptible::new())?) } else { None };
     let seconds = started.elapsed().as_secs_f64();

@@ -2,6 +2,7 @@
 //! in `crate::engine`.
 
 mod access;
+mod algorithms;
 pub(crate) mod cache;
 mod catalog;
 pub mod errors;

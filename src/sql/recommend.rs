@@ -25,10 +25,11 @@ fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Source, V
     Ok((fitted, source, history))
 }
 
-/// The items table's (item id, text) rows for models that encode item text, read as the model's
-/// owner (its item_text expression is the owner's SQL); empty for the other models.
-pub(crate) fn item_texts(row: &ModelRow, fitted: &Model, source: &Source) -> SqlResult<Vec<(i64, String)>> {
-    if !fitted.reads_item_text() {
+/// The items table's (item id, text) rows, read as the model's owner (its item_text expression is
+/// the owner's SQL), for models that encode item text, and for reasons (which name items by their
+/// text) of any model trained with an items table; empty otherwise.
+pub(crate) fn item_texts(row: &ModelRow, fitted: &Model, source: &Source, for_reasons: bool) -> SqlResult<Vec<(i64, String)>> {
+    if !fitted.reads_item_text() && !(for_reasons && source.items.is_some()) {
         return Ok(Vec::new());
     }
     as_model_owner(&row.name, row.owner, || source.item_texts())
@@ -82,7 +83,7 @@ fn recommend(
             });
         }
         // Models that encode item text see the items table as it is now (new items included).
-        let texts = item_texts(&row, &fitted, &source)?;
+        let texts = item_texts(&row, &fitted, &source, with_reasons)?;
         let answer = fitted.answer(
             &Request { user_id: Some(user_id), history: &history, n, exclude_seen, candidates: candidates.as_deref(), items: &texts },
             with_reasons,

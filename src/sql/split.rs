@@ -64,7 +64,20 @@ fn split(
     }
 
     Spi::connect_mut(|client| -> SqlResult<_> {
-        client.update("DROP TABLE IF EXISTS pg_temp.recsys_split_rows, pg_temp.recsys_split_test", None, &[]).map_err(spi)?;
+        // Left over from a split that failed earlier in this session? (Checked, not DROP ... IF
+        // EXISTS, which would NOTICE about a temporary schema the session does not have yet.)
+        for t in ["recsys_split_rows", "recsys_split_test"] {
+            let left = client
+                .select("SELECT pg_catalog.to_regclass($1) IS NOT NULL", None, &[format!("pg_temp.{t}").into()])
+                .map_err(spi)?
+                .first()
+                .get_one::<bool>()
+                .map_err(spi)?
+                .unwrap_or(false);
+            if left {
+                client.update(&format!("DROP TABLE pg_temp.{t}"), None, &[]).map_err(spi)?;
+            }
+        }
         client
             .update(
                 &format!(

@@ -65,8 +65,8 @@ pub(crate) fn check_request(
         // recsys.device is checked (and a GPU opened) before any data is read.
         gucs::device()?.device()?;
     }
-    if spec.needs_ratings() && rating_column.is_none() {
-        return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" predicts ratings and needs a rating column"))
+    if let (Some(why), None) = (spec.rating_column_needed(), rating_column) {
+        return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" {why} and needs a rating column"))
             .with_hint("pass rating_column => 'rating'; for implicit feedback use item_knn (cosine), user_knn, ease, als or bpr")
             .into());
     }
@@ -156,7 +156,7 @@ pub(crate) fn fit_and_save(
 ) -> SqlResult<(i32, i64, i64, i64, f64)> {
     let read_seconds = started.elapsed().as_secs_f64();
     let (fitted, fit_seconds) = fit(&training_pool(algorithm, spec, &data)?, spec, &data)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds_before_write = started.elapsed().as_secs_f64();
     let (users, items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
     drop(data);
     let writing = Instant::now();
@@ -168,7 +168,7 @@ pub(crate) fn fit_and_save(
         users,
         items,
         interactions,
-        seconds,
+        seconds: seconds_before_write,
         fit_seconds,
         model: &fitted,
     })?;
@@ -178,11 +178,13 @@ pub(crate) fn fit_and_save(
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0);
     let write_seconds = writing.elapsed().as_secs_f64();
+    // `seconds` is the whole call: reading, fitting and writing (this last update included).
+    let seconds = started.elapsed().as_secs_f64();
     crate::sql::access::as_catalog_owner(|| {
         Spi::run_with_args(
-            "UPDATE recsys.models SET metrics = metrics || jsonb_build_object('read_seconds', $3::float8, \
+            "UPDATE recsys.models SET seconds = $6, metrics = metrics || jsonb_build_object('read_seconds', $3::float8, \
              'write_seconds', $4::float8, 'peak_rss_mb', $5::float8) WHERE name = $1 AND version = $2",
-            &[name.into(), version.into(), read_seconds.into(), write_seconds.into(), peak_rss_mb.into()],
+            &[name.into(), version.into(), read_seconds.into(), write_seconds.into(), peak_rss_mb.into(), seconds.into()],
         )
         .map_err(crate::sql::errors::spi)
     })?;
@@ -213,20 +215,19 @@ fn train(
     if let (Some(f), Some(e)) = (fallback, effective.as_object_mut()) {
         e.insert("fallback".into(), f.into());
     }
+    // Text models need an items table and its text; any other model may have one too, for the
+    // item names of recommend's reasons.
     match (spec.needs_item_text(), &items, item_text) {
-        (true, Some(_), Some(_)) | (false, None, None) => {}
+        (_, Some(_), Some(_)) | (false, None, None) => {}
         (true, _, _) => {
             return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" encodes item text and needs an items table"))
                 .with_hint("pass items => 'items_table', item_text => 'text_column' (the items table has the item column too)")
                 .into())
         }
         (false, _, _) => {
-            return Err(RecsysError::new(
-                ErrorKind::Unsupported,
-                format!("algorithm \"{algorithm}\" does not use items or item_text"),
-            )
-            .with_hint("items and item_text are for content and two_tower (and hybrids with such a member)")
-            .into())
+            return Err(RecsysError::invalid("items and item_text go together")
+                .with_hint("pass both (item_text names the items, e.g. in recommend's reasons), or neither")
+                .into())
         }
     }
     check_request(name, algorithm, &spec, rating_column, time_column)?;
@@ -245,7 +246,7 @@ fn train(
     let texts: Option<std::collections::HashMap<i64, String>> =
         if source.items.is_some() { Some(source.item_texts()?.into_iter().collect()) } else { None };
     let mut data = read_source(&source)?;
-    if let Some(texts) = texts {
+    if let Some(texts) = texts.filter(|_| spec.needs_item_text()) {
         // Each trained item's text, by item index; items missing from the items table have none.
         data.item_text = Some(data.item_ids.iter().map(|id| texts.get(id).cloned().unwrap_or_default()).collect());
     }
