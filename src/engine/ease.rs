@@ -29,9 +29,26 @@ impl EaseParams {
     }
 }
 
-/// The dense Gram/inverse (f64), the transposed inverse factor (f64) and B (f32): n² × 20 bytes.
-pub fn memory_estimate(n_items: usize) -> usize {
-    n_items.saturating_mul(n_items).saturating_mul(20)
+/// Which exact form of P = (XᵀX + λI)⁻¹ is cheaper: the primal inverts the items × items Gram
+/// matrix; the dual (Woodbury) P = (I − Xᵀ(λI + XXᵀ)⁻¹X)/λ inverts users × users and then forms
+/// two dense products, which wins when a catalogue has many more items than users.
+fn dual_is_cheaper(users: usize, items: usize) -> bool {
+    let (u, n) = (users as f64, items as f64);
+    let primal = 5.0 / 3.0 * n * n * n;
+    let dual = 5.0 / 3.0 * u * u * u + 2.0 * u * u * n + 2.0 * u * n * n;
+    dual < primal
+}
+
+/// Bytes of the dense buffers the fit reserves: primal, the Gram/inverse and the inverse's work
+/// buffer (f64) and B (f32), 20 × items²; dual, P (f64) and B (f32), the dense X and K⁻¹X (f64)
+/// and K with its work buffer (f64).
+pub fn memory_estimate(n_users: usize, n_items: usize) -> usize {
+    let (u, n) = (n_users, n_items);
+    if dual_is_cheaper(u, n) {
+        n.saturating_mul(n).saturating_mul(12) + u.saturating_mul(n).saturating_mul(16) + u.saturating_mul(u).saturating_mul(16)
+    } else {
+        n.saturating_mul(n).saturating_mul(20)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -79,28 +96,12 @@ impl Ease {
     }
 }
 
-pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Ease> {
-    let n = data.n_items();
-    let by_user = &data.matrix;
-    let by_item = by_user.transpose();
-    // The dense buffers are reserved with a failure path (ERROR 53200, not an abort).
-    // G = XᵀX + λI, one row per item: G[i] = Σ_{u ∋ i} x_ui · X[u].
-    let mut g = filled(n * n, 0f64, "EASE's Gram matrix")?;
-    let mut scratch = filled(n * n, 0f64, "EASE's inverse factor")?;
-    pool.install(|| {
-        g.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-            let (users, wi) = by_item.row(i);
-            for (&u, &w) in users.iter().zip(wi) {
-                let (items, wj) = by_user.row(u as usize);
-                for (&j, &v) in items.iter().zip(wj) {
-                    row[j as usize] += w as f64 * v as f64;
-                }
-            }
-            row[i] += p.lambda;
-        })
-    });
+/// `invert_spd` with its cancel checks reported through `progress`; a matrix that is not
+/// positive definite is ERROR 22023 naming `what`.
+fn invert(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, progress: &mut dyn Progress, what: &str) -> Result<()> {
+    let mut scratch = filled(n * n, 0f64, "EASE's inverse work buffer")?;
     let mut failure: Option<RecsysError> = None;
-    let ok = invert_spd(&mut g, n, &mut scratch, pool, &mut |done, total| match progress.step(done, total) {
+    let ok = invert_spd(a, n, &mut scratch, pool, &mut |done, total| match progress.step(done, total) {
         Ok(()) => true,
         Err(e) => {
             failure = Some(e);
@@ -111,10 +112,101 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
         return Err(e);
     }
     if !ok {
-        return Err(RecsysError::new(ErrorKind::InvalidParameter, "EASE: XᵀX + λI is not positive definite")
-            .with_hint("raise lambda"));
+        return Err(RecsysError::new(ErrorKind::InvalidParameter, format!("EASE: {what} is not positive definite")).with_hint("raise lambda"));
     }
-    drop(scratch);
+    Ok(())
+}
+
+/// G = ZᵀZ + λI for a sparse Z given by rows (`by_row`) and columns (`by_col`): row i of G is
+/// Σ over the rows r of Z that have column i of z_ri · Z[r].
+fn gram(by_col: &crate::engine::interactions::Csr, by_row: &crate::engine::interactions::Csr, lambda: f64, pool: &rayon::ThreadPool, what: &str) -> Result<Vec<f64>> {
+    let n = by_col.n_rows();
+    let mut g = filled(n * n, 0f64, what)?;
+    pool.install(|| {
+        g.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+            let (rows, wi) = by_col.row(i);
+            for (&r, &w) in rows.iter().zip(wi) {
+                let (cols, wj) = by_row.row(r as usize);
+                for (&j, &v) in cols.iter().zip(wj) {
+                    row[j as usize] += w as f64 * v as f64;
+                }
+            }
+            row[i] += lambda;
+        })
+    });
+    Ok(g)
+}
+
+/// P = (XᵀX + λI)⁻¹ (n × n) by the dual form: K = XXᵀ + λI (users × users) is inverted and
+/// P = (I − Xᵀ K⁻¹ X)/λ is formed in blocks of columns, checking for cancel between them.
+fn dual_inverse(data: &Interactions, lambda: f64, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
+    use faer::reborrow::ReborrowMut;
+    use faer::{Accum, MatMut, MatRef, Par};
+    let (u, n) = (data.n_users(), data.n_items());
+    let by_user = &data.matrix;
+    let by_item = by_user.transpose();
+    let mut k = gram(by_user, &by_item, lambda, pool, "EASE's users × users matrix")?;
+    invert(&mut k, u, pool, progress, "XXᵀ + λI")?;
+    // X dense, column-major u × n: column i holds item i's weights.
+    let mut x = filled(u * n, 0f64, "EASE's dense interaction matrix")?;
+    for i in 0..n {
+        let (users, w) = by_item.row(i);
+        for (&a, &v) in users.iter().zip(w) {
+            x[i * u + a as usize] = v as f64;
+        }
+    }
+    let mut t = filled(u * n, 0f64, "EASE's K⁻¹X")?;
+    let mut p = filled(n * n, 0f64, "EASE's inverse")?;
+    let par = Par::rayon(pool.current_num_threads());
+    const COLS: usize = 512;
+    {
+        let kinv = MatRef::from_column_major_slice(&k, u, u);
+        let xm = MatRef::from_column_major_slice(&x, u, n);
+        let mut tm = MatMut::from_column_major_slice_mut(&mut t, u, n);
+        for c0 in (0..n).step_by(COLS) {
+            let c = COLS.min(n - c0);
+            pool.install(|| faer::linalg::matmul::matmul(tm.rb_mut().submatrix_mut(0, c0, u, c), Accum::Replace, kinv, xm.submatrix(0, c0, u, c), 1.0, par));
+            progress.step(c0 + c, 2 * n)?;
+        }
+    }
+    drop(k);
+    {
+        let xm = MatRef::from_column_major_slice(&x, u, n);
+        let tm = MatRef::from_column_major_slice(&t, u, n);
+        let mut pm = MatMut::from_column_major_slice_mut(&mut p, n, n);
+        for c0 in (0..n).step_by(COLS) {
+            let c = COLS.min(n - c0);
+            pool.install(|| {
+                let mut block = pm.rb_mut().submatrix_mut(0, c0, n, c);
+                faer::linalg::matmul::matmul(block.rb_mut(), Accum::Replace, xm.transpose(), tm.submatrix(0, c0, u, c), -1.0 / lambda, par);
+                for j in 0..c {
+                    block[(c0 + j, j)] += 1.0 / lambda;
+                }
+            });
+            progress.step(n + c0 + c, 2 * n)?;
+        }
+    }
+    Ok(p)
+}
+
+/// P = (XᵀX + λI)⁻¹ (n × n) by the primal form: the items × items Gram matrix, inverted.
+fn primal_inverse(data: &Interactions, lambda: f64, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
+    let by_user = &data.matrix;
+    let by_item = by_user.transpose();
+    let mut g = gram(&by_item, by_user, lambda, pool, "EASE's Gram matrix")?;
+    invert(&mut g, data.n_items(), pool, progress, "XᵀX + λI")?;
+    Ok(g)
+}
+
+pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Ease> {
+    let n = data.n_items();
+    // The dense buffers are reserved with a failure path (ERROR 53200, not an abort). g = P, n × n
+    // (symmetric, so row- and column-major alike).
+    let g = if dual_is_cheaper(data.n_users(), n) {
+        dual_inverse(data, p.lambda, pool, progress)?
+    } else {
+        primal_inverse(data, p.lambda, pool, progress)?
+    };
     let diag: Vec<f64> = (0..n).map(|j| g[j * n + j]).collect();
     let mut weights = filled(n * n, 0f32, "EASE's weights")?;
     pool.install(|| {
@@ -132,6 +224,37 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dual_form_equals_the_primal_one() {
+        // 25 users, 80 items (more items than users: the dual is the cheaper form here).
+        let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        for u in 0..25i64 {
+            for k in 0..12i64 {
+                users.push(u);
+                items.push((u * 7 + k * 13 + k * k) % 80);
+                weights.push(1.0 + (k % 3) as f32);
+            }
+        }
+        let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
+        assert!(dual_is_cheaper(data.n_users(), data.n_items()));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let primal = primal_inverse(&data, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
+        let dual = dual_inverse(&data, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
+        let worst = primal.iter().zip(&dual).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-12, "max |primal - dual| = {worst}");
+        // and the fit takes the dual path for this shape and gives the same weights
+        let fitted = fit(&data, &EaseParams { lambda: 3.0, neighbors: 5 }, &pool, &mut crate::engine::NoProgress).unwrap();
+        let n = data.n_items();
+        let diag: Vec<f64> = (0..n).map(|j| primal[j * n + j]).collect();
+        for i in 0..n {
+            for j in 0..n {
+                let want = if i == j { 0.0 } else { (-primal[i * n + j] / diag[j]) as f32 };
+                assert!((fitted.row(i)[j] - want).abs() < 1e-5);
+            }
+        }
+        assert!(!dual_is_cheaper(943, 1682) && dual_is_cheaper(610, 9724));
+    }
     use crate::engine::NoProgress;
 
     #[test]

@@ -1,6 +1,7 @@
-//! Small dense linear algebra for the factor models: vector kernels written so the compiler
-//! vectorises them (fused multiply-adds where the caller is compiled for FMA), YᵀY, a Cholesky
-//! solve for k×k systems and a symmetric eigensolver (cyclic Jacobi). No system BLAS is needed.
+//! Dense linear algebra: vector kernels written so the compiler vectorises them (fused
+//! multiply-adds where the caller is compiled for FMA), YᵀY, a Cholesky solve for k×k systems, a
+//! symmetric eigensolver (cyclic Jacobi), and the SPD inverse EASE needs, on faer's blocked
+//! kernels (called block by block, so cancel is checked between blocks). No system BLAS.
 
 use rayon::prelude::*;
 
@@ -244,41 +245,6 @@ fn simd() -> Simd {
 }
 
 #[inline(always)]
-fn dot64_with<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f64; 32];
-    let mut ca = a.chunks_exact(32);
-    let mut cb = b.chunks_exact(32);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..32 {
-            acc[l] = if FMA { x[l].mul_add(y[l], acc[l]) } else { x[l] * y[l] + acc[l] };
-        }
-    }
-    let mut s = 0f64;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        s += x * y;
-    }
-    let mut part = [0f64; 8];
-    for l in 0..32 {
-        part[l % 8] += acc[l];
-    }
-    s + part.iter().sum::<f64>()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn dot64_avx512(a: &[f64], b: &[f64]) -> f64 {
-    dot64_with::<true>(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot64_avx2(a: &[f64], b: &[f64]) -> f64 {
-    dot64_with::<true>(a, b)
-}
-
-#[inline(always)]
 fn matvec_with<const FMA: bool>(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
     for (row, o) in m.chunks_exact(k).zip(out.iter_mut()) {
         *o = dot_with::<FMA>(row, v);
@@ -314,170 +280,82 @@ pub fn matvec(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
     }
 }
 
-/// a · b in f64 with the widest fused multiply-adds the CPU has (for long vectors: the call
-/// is not inlined).
-pub fn dot64(a: &[f64], b: &[f64]) -> f64 {
-    match simd() {
-        // SAFETY: simd() checked the CPU features.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { dot64_avx512(a, b) },
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2Fma => unsafe { dot64_avx2(a, b) },
-        _ => dot64_with::<false>(a, b),
-    }
-}
 
-#[inline(always)]
-fn dot4_with<const FMA: bool>(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
-    let n = b.iter().fold(a.len(), |m, x| m.min(x.len()));
-    let mut acc = [[0f64; 8]; 4];
-    let chunks = n / 8;
-    for c in 0..chunks {
-        let x = &a[c * 8..c * 8 + 8];
-        for t in 0..4 {
-            let y = &b[t][c * 8..c * 8 + 8];
-            for l in 0..8 {
-                acc[t][l] = if FMA { x[l].mul_add(y[l], acc[t][l]) } else { x[l] * y[l] + acc[t][l] };
-            }
-        }
-    }
-    let mut out = [0f64; 4];
-    for t in 0..4 {
-        out[t] = acc[t].iter().sum::<f64>() + (chunks * 8..n).map(|i| a[i] * b[t][i]).sum::<f64>();
-    }
-    out
-}
+/// Columns per block of the faer-based inverse: each block is one cancel check.
+const SPD_BLOCK: usize = 256;
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn dot4_avx512(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
-    dot4_with::<true>(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_avx2(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
-    dot4_with::<true>(a, b)
-}
-
-/// Four dot products sharing `a` (over the shortest length): one pass over `a` for four results,
-/// which is what makes the blocked inverse below four times lighter on memory.
-pub fn dot4(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
-    match simd() {
-        // SAFETY: simd() checked the CPU features.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { dot4_avx512(a, b) },
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2Fma => unsafe { dot4_avx2(a, b) },
-        _ => dot4_with::<false>(a, b),
-    }
-}
-
-/// Invert a symmetric positive definite n×n matrix (row-major, f64) in place: Cholesky A = LLᵀ
-/// four columns at a time (rows below the block in parallel), X = L⁻¹ four columns at a time in
-/// parallel, then A⁻¹ = XᵀX four rows at a time in parallel — each row of the streamed operand
-/// serves four results. About (2/3)n³ multiply-adds. Returns false, leaving `a` undefined, when A
-/// is not positive definite or `check` (called between blocks on the calling thread, for
-/// cancel) says stop.
-/// `scratch` is an n×n work buffer (the caller reserves it, so running out of memory is its
-/// error to report, not an abort here).
+/// Invert a symmetric positive definite n×n matrix (f64; symmetric, so row- and column-major
+/// are the same) in place, with faer's kernels: a right-looking blocked Cholesky A = LLᵀ (faer
+/// LLᵀ on each diagonal block, a triangular solve for the panel below, a lower-triangular
+/// rank-b update of the rest), then A⁻¹ one block of columns at a time by a forward solve
+/// (starting at the block's first row, as the identity is zero above it) and a backward solve
+/// with Lᵀ. About (5/3)n³ multiply-adds (numpy's inv: ~(8/3)n³). `check` is called on the calling
+/// thread between blocks (for cancel); false from it, or a matrix that is not positive definite,
+/// returns false and leaves `a` undefined. `scratch` is an n×n work buffer (the caller reserves
+/// it, so running out of memory is its error to report, not an abort here).
 pub fn invert_spd(a: &mut [f64], n: usize, scratch: &mut [f64], pool: &rayon::ThreadPool, check: &mut dyn FnMut(usize, usize) -> bool) -> bool {
-    // Cholesky: the lower triangle of `a` becomes L.
-    let mut j0 = 0;
-    while j0 < n {
-        let w = (n - j0).min(4);
-        // The diagonal block, row by row.
-        for j in j0..j0 + w {
-            let (done, rest) = a.split_at_mut(j * n);
-            let row = &mut rest[..n];
-            for c in j0..=j {
-                let other = if c == j { &row[..j] } else { &done[c * n..c * n + c] };
-                let s = row[c] - dot64(&row[..c], other);
-                if c == j {
-                    if !(s > 0.0 && s.is_finite()) {
-                        return false;
-                    }
-                    row[j] = s.sqrt();
-                } else {
-                    row[c] = s / done[c * n + c];
-                }
+    use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+    use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
+    use faer::reborrow::{Reborrow, ReborrowMut};
+    use faer::{Accum, MatMut, Par, Side};
+    if n == 0 {
+        return true;
+    }
+    let blocks = n.div_ceil(SPD_BLOCK);
+    let total = 2 * blocks;
+    let par = Par::rayon(pool.current_num_threads());
+    let mut m = MatMut::from_column_major_slice_mut(&mut a[..n * n], n, n);
+    for (step, k0) in (0..n).step_by(SPD_BLOCK).enumerate() {
+        let b = SPD_BLOCK.min(n - k0);
+        let ok = pool.install(|| {
+            let (mut a11, _, mut a21, mut a22) = m.rb_mut().submatrix_mut(k0, k0, n - k0, n - k0).split_at_mut(b, b);
+            let Ok(llt) = a11.rb().llt(Side::Lower) else { return false };
+            a11.copy_from(llt.L());
+            if b < n - k0 {
+                // A21 ← A21 L11⁻ᵀ, i.e. A21ᵀ ← L11⁻¹ A21ᵀ; then A22 −= A21 A21ᵀ (lower half).
+                solve_lower_triangular_in_place(a11.rb(), a21.rb_mut().transpose_mut(), par);
+                tri_matmul(
+                    a22.rb_mut(),
+                    BlockStructure::TriangularLower,
+                    Accum::Add,
+                    a21.rb(),
+                    BlockStructure::Rectangular,
+                    a21.rb().transpose(),
+                    BlockStructure::Rectangular,
+                    -1.0,
+                    par,
+                );
             }
-        }
-        // Rows below the block: four prefix dots at once, then the small triangle.
-        let (done, rest) = a.split_at_mut((j0 + w) * n);
-        let block: Vec<&[f64]> = (0..4).map(|t| &done[(j0 + t.min(w - 1)) * n..(j0 + t.min(w - 1)) * n + n]).collect();
-        pool.install(|| {
-            rest.par_chunks_mut(n).for_each(|row| {
-                let d = dot4(&row[..j0], [&block[0][..j0], &block[1][..j0], &block[2][..j0], &block[3][..j0]]);
-                for t in 0..w {
-                    let c = j0 + t;
-                    let mut s = row[c] - d[t];
-                    for u in 0..t {
-                        s -= row[j0 + u] * block[t][j0 + u];
-                    }
-                    row[c] = s / block[t][c];
-                }
-            })
+            true
         });
-        j0 += w;
-        if j0 % 64 == 0 && j0 < n && !check(j0, 3 * n) {
+        if !ok || !check(step + 1, total) {
             return false;
         }
     }
-    // X = L⁻¹, stored transposed: xt row c holds column c of X (zero before c). Columns in
-    // blocks of four, in lockstep down the rows: row i of L serves all four.
-    let xt = &mut scratch[..n * n];
-    xt.fill(0.0);
-    {
-        let l = &*a;
+    let l = m.rb();
+    let mut x = MatMut::from_column_major_slice_mut(&mut scratch[..n * n], n, n);
+    for (step, c0) in (0..n).step_by(SPD_BLOCK).enumerate() {
+        let b = SPD_BLOCK.min(n - c0);
         pool.install(|| {
-            xt.par_chunks_mut(4 * n).enumerate().for_each(|(blk, cols)| {
-                let c0 = blk * 4;
-                let w = cols.len() / n;
-                for t in 0..w {
-                    cols[t * n + c0 + t] = 1.0 / l[(c0 + t) * n + c0 + t];
-                }
-                for i in c0 + 1..n {
-                    let row = &l[i * n + c0..i * n + i];
-                    let x: Vec<&[f64]> = (0..4).map(|t| &cols[t.min(w - 1) * n + c0..t.min(w - 1) * n + i]).collect();
-                    let d = dot4(row, [x[0], x[1], x[2], x[3]]);
-                    for t in 0..w {
-                        if i > c0 + t {
-                            cols[t * n + i] = -d[t] / l[i * n + i];
-                        }
-                    }
-                }
-            })
-        });
-    }
-    if !check(2 * n, 3 * n) {
-        return false;
-    }
-    // A⁻¹[r][c] = Σ_k X[k][r] X[k][c] = xt[r] · xt[c] over k ≥ max(r, c): the upper part, four
-    // rows r against each xt[c], then mirrored.
-    pool.install(|| {
-        a.par_chunks_mut(4 * n).enumerate().for_each(|(blk, out)| {
-            let r0 = blk * 4;
-            let w = out.len() / n;
-            for c in r0..n {
-                let m = c; // k ≥ c ≥ r
-                let rows: Vec<&[f64]> = (0..4).map(|t| &xt[(r0 + t.min(w - 1)) * n + m..(r0 + t.min(w - 1) + 1) * n]).collect();
-                let d = dot4(&xt[c * n + m..(c + 1) * n], [rows[0], rows[1], rows[2], rows[3]]);
-                for t in 0..w {
-                    if c >= r0 + t {
-                        out[t * n + c] = d[t];
-                    }
-                }
+            let mut cols = x.rb_mut().submatrix_mut(0, c0, n, b);
+            cols.fill(0.0);
+            for t in 0..b {
+                cols[(c0 + t, t)] = 1.0;
             }
-        })
-    });
-    for r in 0..n {
-        for c in 0..r {
-            a[r * n + c] = a[c * n + r];
+            // L Y = E: rows above c0 of Y are zero, so solve from c0 down.
+            let lower = l.submatrix(c0, c0, n - c0, n - c0);
+            solve_lower_triangular_in_place(lower, cols.rb_mut().submatrix_mut(c0, 0, n - c0, b), par);
+            // Lᵀ X = Y.
+            solve_upper_triangular_in_place(l.transpose(), cols.rb_mut(), par);
+        });
+        if !check(blocks + step + 1, total) {
+            return false;
         }
     }
-    check(3 * n, 3 * n)
+    a[..n * n].copy_from_slice(&scratch[..n * n]);
+    true
 }
+
 
 #[cfg(test)]
 mod tests {

@@ -198,7 +198,7 @@ impl Spec {
                 Spec::Popularity => 0,
                 Spec::ItemKnn(p) => knn::memory_estimate(i, nnz, p, threads),
                 Spec::UserKnn(p) => userknn::memory_estimate(u, nnz, p, threads),
-                Spec::Ease(_) => ease::memory_estimate(i),
+                Spec::Ease(_) => ease::memory_estimate(u, i),
                 Spec::Svd(p) => svd::memory_estimate(u, i, nnz, p),
                 Spec::Mf(p) => mf::memory_estimate(u, i, nnz, p),
                 Spec::Als(p) => als::memory_estimate(u, i, nnz, p.factors),
