@@ -144,7 +144,7 @@ same "threads lowered" "$(as_mallory "$LOAD_LIB SET recsys.max_threads = 1; SHOW
 # A superuser raises the ceiling, and then the session value under it.
 same "superuser raises" "$($P -c "$LOAD_LIB SET recsys.memory_ceiling_mb = 100000000; SET recsys.max_memory_mb = 100000000; SHOW recsys.max_memory_mb" | tail -1)" 100000000MB
 
-# A catalogue too large for memory: EASE over ~100k items (20 bytes × items² ≈ 200 GB).
+# A catalogue too large for memory: EASE over ~100k items (≈ 128 GB even in its cheaper dual form).
 $P -c "CREATE TABLE mal.wide AS SELECT u AS user_id, (u * 37 + k * 7919) % 100000 AS item_id FROM generate_series(1, 5000) u, generate_series(1, 40) k" \
    -c "ALTER TABLE mal.wide OWNER TO ten_mallory" >/dev/null
 refused 54000 ten_mallory "SELECT recsys.train('mal_wide', 'mal.wide', 'ease')"
