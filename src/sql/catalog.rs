@@ -44,8 +44,8 @@ pub struct NewVersion<'a> {
     pub users: i64,
     pub items: i64,
     pub interactions: i64,
-    pub seconds: f64,
-    /// The engine's share of `seconds` (the fit alone), kept in `metrics.fit_seconds`.
+    /// The engine's fit time, kept in `metrics.fit_seconds` (the call's whole `seconds` is set
+    /// by train once the write is done).
     pub fit_seconds: f64,
     pub model: &'a Model,
 }
@@ -78,10 +78,10 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
             .map_err(spi)?;
         let id: i64 = client
             .update(
-                "INSERT INTO recsys.models (name, version, algorithm, params, source, columns, seconds, \
+                "INSERT INTO recsys.models (name, version, algorithm, params, source, columns, \
                  users, items, interactions, deployed, metrics, owner) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true, \
-                         jsonb_build_object('fit_seconds', $11::float8), $12) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, \
+                         jsonb_build_object('fit_seconds', $10::float8), $11) RETURNING id",
                 None,
                 &[
                     v.name.into(),
@@ -90,7 +90,6 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
                     JsonB(v.params.clone()).into(),
                     v.source.relation.as_str().into(),
                     JsonB(v.source.columns_json()).into(),
-                    v.seconds.into(),
                     v.users.into(),
                     v.items.into(),
                     v.interactions.into(),

@@ -94,18 +94,7 @@ pub fn qualified_name(relation: &PgRelation) -> String {
 /// would start a second one is 42601), then prepared and run read-only with the caller's
 /// privileges. Syntax errors and unknown columns come back as PostgreSQL's own errors (42601, 42703).
 fn user_sql<T>(query: &str, read: impl FnOnce(pgrx::spi::SpiTupleTable) -> SqlResult<T>) -> SqlResult<T> {
-    let text = std::ffi::CString::new(query)
-        .map_err(|_| ErrorReport::new(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, "SQL text contains a NUL byte", "pg_recsys"))?;
-    // The raw parser only: no catalog access, no execution.
-    let statements = unsafe { pgrx::PgList::<pgrx::pg_sys::Node>::from_pg(pgrx::pg_sys::pg_parse_query(text.as_ptr())).len() };
-    if statements != 1 {
-        return Err(ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
-            "a filter or item_text must be one SQL expression, not several statements",
-            "pg_recsys",
-        )
-        .set_detail(format!("The statement built from it would be: {query}")));
-    }
+    one_statement(query)?;
     Spi::connect(|client| {
         let plan = client.prepare(query, &[]).map_err(spi)?;
         let table = client.select(&plan, None, &[]).map_err(spi)?;
@@ -113,20 +102,33 @@ fn user_sql<T>(query: &str, read: impl FnOnce(pgrx::spi::SpiTupleTable) -> SqlRe
     })
 }
 
-/// `query` (one SELECT, checked by `user_sql` first) as PostgreSQL resolves it now — with the
-/// caller's privileges and search_path — deparsed with every name that is not a built-in one
-/// schema-qualified: the text means the same under search_path = pg_catalog, pg_temp.
-fn resolved(query: &str) -> SqlResult<String> {
+/// `query` through the raw parser only (no catalog access, no execution): its one parse tree and
+/// the C string it points into, or 42601 when the text makes several statements.
+fn one_statement(query: &str) -> SqlResult<(std::ffi::CString, *mut pg_sys::RawStmt)> {
     let text = std::ffi::CString::new(query)
         .map_err(|_| ErrorReport::new(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, "SQL text contains a NUL byte", "pg_recsys"))?;
-    // Check it is one statement (and that it runs) before analysing it here.
-    user_sql(query, |_| Ok(()))?;
-    // SAFETY: backend thread, inside a transaction; PostgreSQL ERRORs unwind through pgrx's guards.
+    // SAFETY: backend thread; a syntax error is a PostgreSQL ERROR that unwinds through pgrx.
+    let raw = unsafe { pgrx::PgList::<pg_sys::RawStmt>::from_pg(pg_sys::pg_parse_query(text.as_ptr())) };
+    match (raw.len(), raw.get_ptr(0)) {
+        (1, Some(stmt)) => Ok((text, stmt)),
+        _ => Err(ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+            "a filter or item_text must be one SQL expression, not several statements",
+            "pg_recsys",
+        )
+        .set_detail(format!("The statement built from it would be: {query}"))),
+    }
+}
+
+/// `query` (one SELECT) as PostgreSQL resolves it now — with the caller's search_path — deparsed
+/// with every name that is not a built-in one schema-qualified: the text means the same under
+/// search_path = pg_catalog, pg_temp. Parse analysis only: the query is not run here (training
+/// runs it once, as `item_texts`, right after).
+fn resolved(query: &str) -> SqlResult<String> {
+    let (text, stmt) = one_statement(query)?;
+    // SAFETY: backend thread, inside a transaction; PostgreSQL ERRORs (unknown columns or
+    // functions) unwind through pgrx's guards.
     let deparsed = unsafe {
-        let raw = pgrx::PgList::<pg_sys::RawStmt>::from_pg(pg_sys::pg_parse_query(text.as_ptr()));
-        let Some(stmt) = raw.get_ptr(0) else {
-            return Err(ErrorReport::new(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, "empty item_text query", "pg_recsys"));
-        };
         let analysed = pgrx::PgList::<pg_sys::Query>::from_pg(pg_sys::pg_analyze_and_rewrite_fixedparams(
             stmt,
             text.as_ptr(),

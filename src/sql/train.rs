@@ -156,7 +156,6 @@ pub(crate) fn fit_and_save(
 ) -> SqlResult<(i32, i64, i64, i64, f64)> {
     let read_seconds = started.elapsed().as_secs_f64();
     let (fitted, fit_seconds) = fit(&training_pool(algorithm, spec, &data)?, spec, &data)?;
-    let seconds_before_write = started.elapsed().as_secs_f64();
     let (users, items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
     drop(data);
     let writing = Instant::now();
@@ -168,7 +167,6 @@ pub(crate) fn fit_and_save(
         users,
         items,
         interactions,
-        seconds: seconds_before_write,
         fit_seconds,
         model: &fitted,
     })?;
