@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 
+use crate::engine::format::{corrupt, In, Out};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::knn::Neighbors;
 use crate::engine::params::Params;
@@ -196,6 +197,51 @@ pub fn fit(data: &Interactions, p: &ContentParams, pool: &rayon::ThreadPool, pro
     model.neighbors = nb;
     model.half_life = p.half_life as f32;
     Ok(model)
+}
+
+impl Content {
+    /// Its part of the model file: `terms` (u8: the vocabulary, UTF-8, one term per line,
+    /// ascending), `idf` (f32 [terms]), `vectors.*` (CSR items × terms, rows L2-normalised) and
+    /// `neighbors.*`; state: ngrams, stop_words, recency_half_life.
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
+        out.bytes("terms", self.terms.join("\n").into_bytes());
+        out.f32s("idf", &[self.idf.len()], &self.idf);
+        out.csr("vectors", &self.vectors);
+        out.neighbors("neighbors", &self.neighbors);
+        out.set("ngrams", self.ngrams);
+        out.set("stop_words", self.stop_words);
+        out.set("recency_half_life", self.half_life);
+    }
+
+    pub fn load(r: &In, n_items: usize) -> Result<Content> {
+        let terms = String::from_utf8(r.bytes("terms")?)
+            .map_err(|_| corrupt("content terms are not UTF-8"))?;
+        let terms: Vec<String> = if terms.is_empty() {
+            Vec::new()
+        } else {
+            terms.split('\n').map(str::to_string).collect()
+        };
+        if !terms.windows(2).all(|w| w[0] < w[1]) {
+            return Err(corrupt("content terms are not ascending"));
+        }
+        let idf = r.f32s("idf", Some(&[terms.len()]))?;
+        let vectors = r.csr("vectors", n_items, terms.len())?;
+        let neighbors = r.neighbors("neighbors", n_items)?;
+        let stop_words = r
+            .get("stop_words")?
+            .as_bool()
+            .ok_or_else(|| corrupt("state \"stop_words\""))?;
+        let mut c = Content::new(
+            terms,
+            idf,
+            r.usize("ngrams")?,
+            stop_words,
+            vectors,
+            neighbors,
+        );
+        c.half_life = r.f32("recency_half_life")?;
+        Ok(c)
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use crate::engine::format::{In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::knn::Neighbors;
 use crate::engine::linalg::invert_spd;
@@ -219,6 +220,23 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
     drop(g);
     let neighbors = pool.install(|| Ease::top_neighbors(&weights, n, p.neighbors));
     Ok(Ease { weights, neighbors })
+}
+
+impl Ease {
+    /// Its part of the model file: `weights` (f32 [n_items, n_items], row i = the weights item i
+    /// gives every item) and `neighbors.*` (each row's largest positive weights).
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
+        let n = self.neighbors.indptr.len().saturating_sub(1);
+        out.f32s("weights", &[n, n], &self.weights);
+        out.neighbors("neighbors", &self.neighbors);
+    }
+
+    pub fn load(r: &In, n_items: usize) -> Result<Ease> {
+        Ok(Ease {
+            weights: r.f32s("weights", Some(&[n_items, n_items]))?,
+            neighbors: r.neighbors("neighbors", n_items)?,
+        })
+    }
 }
 
 #[cfg(test)]

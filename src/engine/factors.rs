@@ -6,9 +6,12 @@
 //! is solved with the item factors fixed (the ALS normal equations for implicit models, a ridge
 //! regression on rating residuals for explicit ones). PureSVD always projects the live history.
 
+use crate::engine::format::{check_ids, corrupt, In, Out};
 use crate::engine::interactions::{index_of, Csr};
+use crate::engine::knn::range_of;
 use crate::engine::linalg::{cholesky_solve, dot, gram_f64, matvec};
 use crate::engine::topk::top_k;
+use crate::engine::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FactorKind {
@@ -340,6 +343,78 @@ impl Factors {
             }),
             n,
         )
+    }
+}
+
+impl Factors {
+    /// Its part of the model file: `user_ids`, `user_factors` (f32 [n_users, k]),
+    /// `item_factors` (f32 [n_items, k]), `fingerprints` (u64 [n_users]: the history each stored
+    /// user vector was trained on), and where the model has them `item_bias`, `user_bias`,
+    /// `implicit_factors` (SVD++'s y_j, [n_items, k]); state: regularization and alpha (fold-in),
+    /// mean and range (rating models).
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
+        let (n_users, n_items) = (self.user_ids.len(), self.n_items());
+        out.i64s("user_ids", &self.user_ids);
+        out.f32s("user_factors", &[n_users, self.k], &self.users);
+        out.f32s("item_factors", &[n_items, self.k], &self.items);
+        out.u64s("fingerprints", &self.fingerprints);
+        if !self.item_bias.is_empty() {
+            out.f32s("item_bias", &[n_items], &self.item_bias);
+        }
+        if !self.user_bias.is_empty() {
+            out.f32s("user_bias", &[n_users], &self.user_bias);
+        }
+        if !self.implicit.is_empty() {
+            out.f32s("implicit_factors", &[n_items, self.k], &self.implicit);
+        }
+        out.set("regularization", self.regularization);
+        out.set("alpha", self.alpha);
+        out.set("mean", self.mean);
+        out.set("range", vec![self.range.0, self.range.1]);
+    }
+
+    pub fn load(r: &In, kind: FactorKind, n_items: usize) -> Result<Factors> {
+        let user_ids = r.i64s("user_ids")?;
+        check_ids(&user_ids, "user ids")?;
+        let n_users = user_ids.len();
+        let (items, rows, k) = r.matrix("item_factors")?;
+        if rows != n_items || k == 0 {
+            return Err(corrupt("item_factors do not match the catalogue"));
+        }
+        let users = r.f32s("user_factors", Some(&[n_users, k]))?;
+        let optional = |name: &str, shape: &[usize]| {
+            if r.has(name) {
+                r.f32s(name, Some(shape))
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let item_bias = optional("item_bias", &[n_items])?;
+        let user_bias = optional("user_bias", &[n_users])?;
+        let implicit = optional("implicit_factors", &[n_items, k])?;
+        let fingerprints = r.u64s("fingerprints")?;
+        if fingerprints.len() != n_users
+            || (kind.explicit() && (item_bias.is_empty() || user_bias.is_empty()))
+        {
+            return Err(corrupt("factor matrices"));
+        }
+        Ok(Factors {
+            kind,
+            k,
+            user_ids,
+            users,
+            items,
+            item_bias,
+            user_bias,
+            implicit,
+            mean: r.f32("mean")?,
+            fingerprints,
+            regularization: r.f32("regularization")?,
+            alpha: r.f32("alpha")?,
+            range: range_of(r)?,
+            gram: Vec::new(),
+        }
+        .with_gram())
     }
 }
 

@@ -20,11 +20,15 @@ pub enum Fusion {
 }
 
 impl Fusion {
-    pub fn code(self) -> u64 {
+    pub fn name(self) -> &'static str {
         match self {
-            Fusion::Score => 0,
-            Fusion::Rank => 1,
+            Fusion::Score => "score",
+            Fusion::Rank => "rank",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Fusion> {
+        [Fusion::Score, Fusion::Rank].into_iter().find(|f| f.name() == name)
     }
 
     pub fn from_code(c: u64) -> Option<Fusion> {

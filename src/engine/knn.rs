@@ -2,7 +2,9 @@
 //! co-occurrence in user histories (sparse, one pass per item, parallel over items in chunks).
 
 use rayon::prelude::*;
+use serde_json::Value;
 
+use crate::engine::format::{corrupt, In, Out};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::params::Params;
 use crate::engine::topk::top_k;
@@ -350,6 +352,53 @@ fn neighbours_of(i: usize, by_user: &Csr, by_item: &Csr, norms: &[f64], params: 
     }
     acc.touched.clear();
     best
+}
+
+impl RatingKnn {
+    /// Its part of the model file: `neighbors.*`, `baselines.item_bias`; state: mean, reg_u,
+    /// range, k.
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
+        out.neighbors("neighbors", &self.neighbors);
+        let b = &self.baselines;
+        out.f32s("baselines.item_bias", &[b.item_bias.len()], &b.item_bias);
+        out.set("mean", b.mean);
+        out.set("reg_u", b.reg_u);
+        out.set("range", vec![b.range.0, b.range.1]);
+        out.set("k", self.k);
+    }
+
+    pub fn load(r: &In, n_items: usize) -> Result<RatingKnn> {
+        let neighbors = r.neighbors("neighbors", n_items)?;
+        let item_bias = r.f32s("baselines.item_bias", Some(&[n_items]))?;
+        let range = range_of(r)?;
+        let k = r.usize("k")?;
+        if k == 0 {
+            return Err(corrupt("rating kNN k is 0"));
+        }
+        Ok(RatingKnn {
+            neighbors,
+            baselines: Baselines {
+                mean: r.f32("mean")?,
+                item_bias,
+                reg_u: r.f32("reg_u")?,
+                range,
+            },
+            k,
+        })
+    }
+}
+
+/// A stored `range` pair (lowest, highest observed rating).
+pub fn range_of(r: &In) -> Result<(f32, f32)> {
+    match r
+        .get("range")?
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>())
+        .as_deref()
+    {
+        Some(&[lo, hi]) => Ok((lo as f32, hi as f32)),
+        _ => Err(corrupt("state \"range\" is not [low, high]")),
+    }
 }
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 
 pub mod als;
 pub mod bpr;
-pub mod codec;
 pub mod content;
 pub mod ease;
 pub mod hybrid;
 pub mod error;
 pub mod factors;
+pub mod format;
 pub mod interactions;
+pub mod legacy;
 pub mod knn;
 pub mod linalg;
 pub mod memory;

@@ -9,6 +9,7 @@
 
 use candle_core::{Device, Tensor};
 
+use crate::engine::format::{check_ids, In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, SparseTable, Weights};
 use crate::engine::params::Params;
@@ -98,8 +99,8 @@ impl Ncf {
         Ok((t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle)?, k))
     }
 
-    pub fn from_safetensors(user_ids: Vec<i64>, n_items: usize, bytes: &[u8]) -> Result<Ncf> {
-        let m = Ncf { user_ids, weights: Weights::from_safetensors(bytes)? };
+    pub fn checked(user_ids: Vec<i64>, n_items: usize, weights: Weights) -> Result<Ncf> {
+        let m = Ncf { user_ids, weights };
         let (u, i) = (m.weights.dims("user_gmf", 2)?, m.weights.dims("item_gmf", 2)?);
         if u[0] != m.user_ids.len() || i[0] != n_items {
             return Err(RecsysError::new(ErrorKind::Corrupt, "NCF embeddings do not match the catalogue"));
@@ -218,9 +219,25 @@ pub fn fit(
     Ok(Ncf { user_ids: data.user_ids.clone(), weights })
 }
 
+impl Ncf {
+    /// Its part of the model file: `user_ids` and the network's `weights.*` (user_gmf,
+    /// item_gmf, user_mlp, item_mlp embeddings; mlp0..2 and out layers).
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.i64s("user_ids", &self.user_ids);
+        self.weights.store(out)
+    }
+
+    pub fn load(r: &In, n_items: usize) -> Result<Ncf> {
+        let user_ids = r.i64s("user_ids")?;
+        check_ids(&user_ids, "user ids")?;
+        Ncf::checked(user_ids, n_items, Weights::load(r)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::format::round_trip;
     use crate::engine::interactions::two_groups;
     use crate::engine::NoProgress;
 
@@ -242,10 +259,8 @@ mod tests {
         }
         let again = fit(&data, &params(), DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
         assert_eq!(m.score_all(3, 10).unwrap(), again.score_all(3, 10).unwrap());
-        let bytes = m.weights.to_safetensors().unwrap();
-        let back = Ncf::from_safetensors(m.user_ids.clone(), 10, &bytes).unwrap();
+        let back = round_trip(|o| m.store(o), |r| Ncf::load(r, 10)).unwrap();
         assert_eq!(m.score_all(7, 10).unwrap(), back.score_all(7, 10).unwrap());
-        assert!(Ncf::from_safetensors(m.user_ids.clone(), 11, &bytes).is_err());
-        assert!(Ncf::from_safetensors(m.user_ids.clone(), 10, b"not safetensors").is_err());
+        assert!(round_trip(|o| m.store(o), |r| Ncf::load(r, 11)).is_err());
     }
 }

@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, V
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rayon::prelude::*;
 
+use crate::engine::format::{In, Out};
 use crate::engine::params::Params;
 use crate::engine::rng::Rng;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
@@ -366,14 +367,39 @@ impl Weights {
         Ok(d)
     }
 
-    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let mut named: Vec<(&String, &Tensor)> = self.0.iter().collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        safetensors::tensor::serialize(named, None).map_err(|e| RecsysError::new(ErrorKind::Internal, format!("cannot encode the weights: {e}")))
-    }
-
+    /// Weights stored by 0.1.0-0.3.0 (a safetensors file inside the version-1 model).
     pub fn from_safetensors(bytes: &[u8]) -> Result<Weights> {
         Ok(Weights(candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(corrupt)?))
+    }
+}
+
+impl Weights {
+    /// Every weight as an f32 tensor named `weights.<name>` (its candle name).
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        let mut named: Vec<(&String, &Tensor)> = self.0.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, t) in named {
+            let v = t
+                .flatten_all()
+                .and_then(|f| f.to_dtype(candle_core::DType::F32))
+                .and_then(|f| f.to_vec1::<f32>())
+                .map_err(candle)?;
+            out.f32s_owned(&format!("weights.{name}"), t.dims(), v);
+        }
+        Ok(())
+    }
+
+    pub fn load(r: &In) -> Result<Weights> {
+        let mut out = HashMap::new();
+        for name in r.names("weights.") {
+            let shape = r.shape(&format!("weights.{name}"))?;
+            let v = r.f32s(&format!("weights.{name}"), None)?;
+            out.insert(
+                name,
+                Tensor::from_vec(v, shape, &Device::Cpu).map_err(candle)?,
+            );
+        }
+        Ok(Weights(out))
     }
 }
 

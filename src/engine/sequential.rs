@@ -10,6 +10,7 @@
 
 use candle_core::{Device, Tensor, D};
 
+use crate::engine::format::{In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
 use crate::engine::params::Params;
@@ -176,8 +177,8 @@ impl Sasrec {
         self.weights.get("item_emb")?.narrow(0, 1, self.n_items()).map_err(candle)
     }
 
-    pub fn from_safetensors(max_len: usize, blocks: usize, n_items: usize, bytes: &[u8]) -> Result<Sasrec> {
-        let m = Sasrec { max_len, blocks, weights: Weights::from_safetensors(bytes)? };
+    pub fn checked(max_len: usize, blocks: usize, n_items: usize, weights: Weights) -> Result<Sasrec> {
+        let m = Sasrec { max_len, blocks, weights };
         let (e, p) = (m.weights.dims("item_emb", 2)?, m.weights.dims("pos_emb", 2)?);
         let complete = (0..blocks).all(|b| m.weights.0.contains_key(&format!("b{b}.ffn2.weight")));
         if e[0] != n_items + 1 || p[0] != max_len || p[1] != e[1] || !complete {
@@ -258,9 +259,29 @@ pub fn fit(
     Ok(Sasrec { max_len: p.max_len, blocks: p.blocks, weights: Weights::from_vars(vars)? })
 }
 
+impl Sasrec {
+    /// Its part of the model file: the encoder's `weights.*` (item_emb with a padding row 0,
+    /// pos_emb, the blocks' layer norms and projections); state: max_len, blocks.
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.set("max_len", self.max_len);
+        out.set("blocks", self.blocks);
+        self.weights.store(out)
+    }
+
+    pub fn load(r: &In, n_items: usize) -> Result<Sasrec> {
+        Sasrec::checked(
+            r.usize("max_len")?,
+            r.usize("blocks")?,
+            n_items,
+            Weights::load(r)?,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::format::round_trip;
     use crate::engine::NoProgress;
 
     /// Every user walks a cycle of `n` items from their own starting point; the next item after
@@ -305,9 +326,9 @@ mod tests {
         }
         let again = fit(&data, &params(), DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
         assert_eq!(m.score(&[1, 2]).unwrap(), again.score(&[1, 2]).unwrap());
-        let back = Sasrec::from_safetensors(6, 1, 8, &m.weights.to_safetensors().unwrap()).unwrap();
+        let back = round_trip(|o| m.store(o), |r| Sasrec::load(r, 8)).unwrap();
         assert_eq!(m.score(&[4, 5, 6]).unwrap(), back.score(&[4, 5, 6]).unwrap());
-        assert!(Sasrec::from_safetensors(7, 1, 8, &m.weights.to_safetensors().unwrap()).is_err());
+        assert!(Sasrec::checked(7, 1, 8, m.weights.clone()).is_err());
         let unordered = Interactions::from_triplets(&[1, 1], &[1, 2], &[1.0, 1.0]).unwrap();
         assert!(fit(&unordered, &params(), DeviceChoice::Cpu, &pool, &mut NoProgress).is_err());
     }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
+use crate::engine::format::{In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
 use crate::engine::params::Params;
@@ -257,9 +258,23 @@ pub fn fit(
     TwoTower::from_weights(weights, n_items)
 }
 
+impl TwoTower {
+    /// Its part of the model file: the towers' `weights.*` (token_emb, id_emb, the projection),
+    /// `weights.idf` per hash bucket and `weights.item_vectors` (the item tower on every trained
+    /// item, [n_items, k]).
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        self.weights.store(out)
+    }
+
+    pub fn load(r: &In, n_items: usize) -> Result<TwoTower> {
+        TwoTower::from_weights(Weights::load(r)?, n_items)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::format::round_trip;
     use crate::engine::interactions::two_groups;
     use crate::engine::linalg::dot;
     use crate::engine::NoProgress;
@@ -292,7 +307,7 @@ mod tests {
         }
         let again = fit(&data, &p, DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
         assert_eq!(m.item_vectors, again.item_vectors);
-        let back = TwoTower::from_weights(Weights::from_safetensors(&m.weights.to_safetensors().unwrap()).unwrap(), 10).unwrap();
+        let back = round_trip(|o| m.store(o), |r| TwoTower::load(r, 10)).unwrap();
         assert_eq!(back, m);
         assert!(TwoTower::from_weights(m.weights.clone(), 9).is_err());
     }

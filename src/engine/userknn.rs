@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use crate::engine::format::{check_ids, corrupt, In, Out};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::knn::Neighbors;
 use crate::engine::params::Params;
@@ -42,10 +43,6 @@ impl UserKnnParams {
             shrink: p.float("shrink", 0.0, 0.0, 1e9)? as f32,
             min_support: p.int("min_support", 1, 1, 1_000_000)? as usize,
         })
-    }
-
-    fn code(&self) -> u32 {
-        self.similarity as u32
     }
 }
 
@@ -232,9 +229,6 @@ pub fn similarity_from_code(code: u32) -> Option<UserSimilarity> {
 }
 
 impl UserKnnParams {
-    pub fn encode(&self) -> [f32; 4] {
-        [self.k as f32, self.code() as f32, self.shrink, self.min_support as f32]
-    }
 
     pub fn decode(v: &[f32]) -> Option<UserKnnParams> {
         let [k, code, shrink, min_support] = v else { return None };
@@ -244,6 +238,43 @@ impl UserKnnParams {
             shrink: *shrink,
             min_support: *min_support as usize,
         })
+    }
+}
+
+impl UserKnn {
+    /// Its part of the model file: `user_ids`, the training histories `history.*` (CSR, users ×
+    /// items) and `user_neighbors.*`; state: k, similarity, shrink, min_support.
+    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
+        out.i64s("user_ids", &self.user_ids);
+        out.csr("history", &self.by_user);
+        out.neighbors("user_neighbors", &self.neighbors);
+        out.set("k", self.params.k);
+        out.set(
+            "similarity",
+            USER_SIMILARITIES[self.params.similarity as usize],
+        );
+        out.set("shrink", self.params.shrink);
+        out.set("min_support", self.params.min_support);
+    }
+
+    pub fn load(r: &In, n_items: usize) -> Result<UserKnn> {
+        let name = r.str("similarity")?;
+        let similarity = USER_SIMILARITIES
+            .iter()
+            .position(|s| *s == name)
+            .and_then(|c| similarity_from_code(c as u32))
+            .ok_or_else(|| corrupt("user_knn similarity"))?;
+        let params = UserKnnParams {
+            k: r.usize("k")?,
+            similarity,
+            shrink: r.f32("shrink")?,
+            min_support: r.usize("min_support")?,
+        };
+        let user_ids = r.i64s("user_ids")?;
+        check_ids(&user_ids, "user ids")?;
+        let by_user = r.csr("history", user_ids.len(), n_items)?;
+        let neighbors = r.neighbors("user_neighbors", user_ids.len())?;
+        Ok(UserKnn::new(params, user_ids, by_user, neighbors))
     }
 }
 
@@ -274,6 +305,5 @@ mod tests {
         let parts = m.explain(&[(0, 1.0)], &nb, 2);
         assert_eq!(parts.len(), 1);
         assert!((parts[0].1 - scores[2]).abs() < 1e-6);
-        assert_eq!(UserKnnParams::decode(&p.encode()), Some(p));
     }
 }

@@ -155,7 +155,9 @@ pub(crate) fn fit_and_save(
     started: Instant,
 ) -> SqlResult<(i32, i64, i64, i64, f64)> {
     let read_seconds = started.elapsed().as_secs_f64();
-    let (fitted, fit_seconds) = fit(&training_pool(algorithm, spec, &data)?, spec, &data)?;
+    let (mut fitted, fit_seconds) = fit(&training_pool(algorithm, spec, &data)?, spec, &data)?;
+    // The model file carries its params (export_model, and anyone reading it with safetensors).
+    fitted.params = effective.clone();
     let (users, items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
     drop(data);
     let writing = Instant::now();
