@@ -78,7 +78,26 @@ $U -c "CREATE EXTENSION pg_recsys VERSION '0.1.0'"
 $U -c "CREATE TABLE clicks AS SELECT * FROM recsys.synthetic_interactions(300, 150, 6000, 21)" \
    -c "SELECT recsys.train('m_knn', 'clicks', 'item_knn')" -c "SELECT recsys.train('m_als', 'clicks', 'als')" >/dev/null
 old=$($U -c "SELECT string_agg(item_id::text, ',' ORDER BY m, rank) FROM unnest(ARRAY['m_knn', 'm_als']) m, recsys.recommend(7, 10, m)")
+# Models written by the 0.2.0 code, one per algorithm (tests/fixtures/models-0.2.0, made by its
+# generate.rs), stored as 0.2.0 stored them, with the top 10 that 0.2.0 gave for eight users.
+$U -c "ALTER EXTENSION pg_recsys UPDATE TO '0.2.0'"
+python3 tests/fixtures/models-0.2.0/load.py | $U >/dev/null
+[ "$($U -c "SELECT count(*) FROM recsys.models WHERE name LIKE 'fx_%'")" = 15 ] || fail "the 0.2.0 fixtures did not load"
 $U -c "ALTER EXTENSION pg_recsys UPDATE"
+# Every expected row must come back: same item at the same rank, same score (to float precision).
+fixture_diff=$($U -c "SELECT e.model || ' user ' || e.user_id || ' rank ' || e.rank || ': ' || e.item_id || ' ' || e.score
+  || ' got ' || coalesce(r.item_id || ' ' || r.score, 'nothing') FROM fixture_expected e
+  LEFT JOIN LATERAL (SELECT * FROM recsys.recommend(e.user_id, 10, 'fx_' || e.model) x WHERE x.rank = e.rank) r ON true
+  WHERE r.item_id IS DISTINCT FROM e.item_id OR abs(r.score - e.score) > 1e-5 * greatest(abs(e.score), 1) ORDER BY 1 LIMIT 5")
+[ -z "$fixture_diff" ] || fail "models written by 0.2.0 answer differently after the upgrade: $fixture_diff"
+[ "$($U -c "SELECT count(*) FROM fixture_expected")" = 1200 ] || fail "the fixture answers are incomplete"
+# Exported, an old model is a current-format file that imports and answers the same.
+$U -c "SELECT version FROM recsys.import_model('fx_als_again', recsys.export_model('fx_als'), 'fixture_rows', time_column => 't')" >/dev/null
+[ "$($U -c "SELECT string_agg(item_id::text, ',' ORDER BY rank) FROM recsys.recommend(3, 10, 'fx_als_again')")" \
+  = "$($U -c "SELECT string_agg(item_id::text, ',' ORDER BY rank) FROM recsys.recommend(3, 10, 'fx_als')")" ] \
+  || fail "an exported 0.2.0 model answers differently once imported"
+$U -c "SELECT recsys.drop_model(name) FROM (SELECT DISTINCT name FROM recsys.models WHERE name LIKE 'fx_%') n" \
+   -c "DROP TABLE fixture_rows, fixture_items, fixture_expected" >/dev/null
 [ "$($U -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_recsys'")" = "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml)" ] \
   || fail "ALTER EXTENSION UPDATE did not reach the current version"
 new=$($U -c "SELECT string_agg(item_id::text, ',' ORDER BY m, rank) FROM unnest(ARRAY['m_knn', 'm_als']) m, recsys.recommend(7, 10, m)")
@@ -90,7 +109,7 @@ psql -X -q -At -v ON_ERROR_STOP=1 -d pg_recsys_fresh -c "$fingerprint" > "$OUT/s
 [ "$(wc -l < "$OUT/schema_fresh.txt")" -gt 50 ] || fail "the schema fingerprint is too small to mean anything"
 diff "$OUT/schema_upgraded.txt" "$OUT/schema_fresh.txt" > "$OUT/schema.diff" \
   || { cat "$OUT/schema.diff"; fail "the upgraded schema differs from a fresh install"; }
-echo "durability: 0.1.0 -> $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml) upgrade: models serve the same answers, schema equals a fresh install ($(wc -l < "$OUT/schema_fresh.txt") catalog facts compared)"
+echo "durability: 0.1.0 -> $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml) upgrade: models trained on 0.1.0 and 15 models written by 0.2.0 serve the same answers, schema equals a fresh install ($(wc -l < "$OUT/schema_fresh.txt") catalog facts compared)"
 psql -X -q -d postgres -c "DROP DATABASE $UP" -c "DROP DATABASE pg_recsys_fresh"
 
 # 3. Crash during training: kill -9 the postmaster and every backend, restart, check the catalog.

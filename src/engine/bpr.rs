@@ -36,8 +36,8 @@ pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, k: usize) -> 
 }
 
 /// Fold-in for BPR users: the implicit least squares with this confidence slope.
-const FOLD_IN_ALPHA: f32 = 4.0;
-const FOLD_IN_REGULARIZATION: f32 = 0.05;
+pub const FOLD_IN_ALPHA: f32 = 4.0;
+pub const FOLD_IN_REGULARIZATION: f32 = 0.05;
 /// Samples between two interrupt checks.
 const CHECK_EVERY: usize = 100_000;
 

@@ -6,12 +6,14 @@
 //! is solved with the item factors fixed (the ALS normal equations for implicit models, a ridge
 //! regression on rating residuals for explicit ones). PureSVD always projects the live history.
 
+use serde_json::Value;
+
 use crate::engine::format::{check_ids, corrupt, In, Out};
-use crate::engine::interactions::{index_of, Csr};
+use crate::engine::interactions::{index_of, Csr, Interactions};
 use crate::engine::knn::range_of;
 use crate::engine::linalg::{cholesky_solve, dot, gram_f64, matvec};
 use crate::engine::topk::top_k;
-use crate::engine::Result;
+use crate::engine::{RecsysError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FactorKind {
@@ -415,6 +417,96 @@ impl Factors {
             gram: Vec::new(),
         }
         .with_gram())
+    }
+}
+
+/// Factor matrices trained elsewhere (e.g. by implicit), completed from the live data `data`:
+/// ids in any order (rows are sorted by id here), each user's fingerprint from their current
+/// history (so a user whose rows are unchanged is served the imported vector, anyone else is
+/// folded in), fold-in settings from the state or `fold_in` (regularization, alpha), mean and
+/// range from the data when the file has none. Returns the sorted item ids with the factors.
+pub fn import(r: &In, kind: FactorKind, fold_in: (f32, f32), data: &Interactions) -> Result<(Vec<i64>, Factors)> {
+    let bad = |what: String| RecsysError::invalid(format!("cannot import the model file: {what}"));
+    let item_ids = r.i64s("item_ids")?;
+    let user_ids = r.i64s("user_ids")?;
+    let (items, n_items, k) = r.matrix("item_factors")?;
+    let (users, n_users, ku) = r.matrix("user_factors")?;
+    if n_items != item_ids.len() || n_users != user_ids.len() || ku != k || k == 0 {
+        return Err(bad(format!(
+            "item_factors is {n_items} x {k} for {} item_ids, user_factors {n_users} x {ku} for {} user_ids",
+            item_ids.len(),
+            user_ids.len()
+        )));
+    }
+    let per_row = |name: &str, rows: usize, width: usize| -> Result<Vec<f32>> {
+        if r.has(name) {
+            r.f32s(name, Some(&if width == 1 { vec![rows] } else { vec![rows, width] }))
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    let (item_bias, user_bias, implicit) = (per_row("item_bias", n_items, 1)?, per_row("user_bias", n_users, 1)?, per_row("implicit_factors", n_items, k)?);
+    if kind.explicit() && (item_bias.is_empty() || user_bias.is_empty()) {
+        return Err(bad(format!("{} needs item_bias and user_bias", kind.name())));
+    }
+    let (item_order, user_order) = (sorted_unique(&item_ids, "item_ids").map_err(bad)?, sorted_unique(&user_ids, "user_ids").map_err(bad)?);
+    let rows = |v: &[f32], order: &[usize], width: usize| -> Vec<f32> {
+        if v.is_empty() {
+            return Vec::new();
+        }
+        order.iter().flat_map(|&o| v[o * width..(o + 1) * width].iter().copied()).collect()
+    };
+    let sorted_items: Vec<i64> = item_order.iter().map(|&o| item_ids[o]).collect();
+    let sorted_users: Vec<i64> = user_order.iter().map(|&o| user_ids[o]).collect();
+    // Each user's live history over the file's catalogue, as serving sees it.
+    let to_model: Vec<Option<u32>> = data.item_ids.iter().map(|&id| index_of(&sorted_items, id)).collect();
+    let fingerprints = sorted_users
+        .iter()
+        .map(|&u| match index_of(&data.user_ids, u) {
+            None => 0,
+            Some(row) => {
+                let (cols, vals) = data.matrix.row(row as usize);
+                let mut h: Vec<(u32, f32)> = cols.iter().zip(vals).filter_map(|(&c, &w)| to_model[c as usize].map(|i| (i, w))).collect();
+                h.sort_unstable_by_key(|p| p.0);
+                fingerprint(&h)
+            }
+        })
+        .collect();
+    let values = &data.matrix.values;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64;
+    let observed = (values.iter().copied().fold(f32::INFINITY, f32::min), values.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+    let scalar = |key: &str, default: f32| r.state.get(key).and_then(Value::as_f64).map_or(default, |v| v as f32);
+    let range = if r.state.contains_key("range") { range_of(r)? } else if values.is_empty() { (0.0, 0.0) } else { observed };
+    let factors = Factors {
+        kind,
+        k,
+        user_ids: sorted_users,
+        users: rows(&users, &user_order, k),
+        items: rows(&items, &item_order, k),
+        item_bias: rows(&item_bias, &item_order, 1),
+        user_bias: rows(&user_bias, &user_order, 1),
+        implicit: rows(&implicit, &item_order, k),
+        mean: scalar("mean", mean as f32),
+        fingerprints,
+        regularization: scalar("regularization", fold_in.0),
+        alpha: scalar("alpha", fold_in.1),
+        range,
+        gram: Vec::new(),
+    }
+    .with_gram();
+    if !factors.items.iter().chain(&factors.users).all(|x| x.is_finite()) {
+        return Err(bad("the factors hold NaN or infinite values".to_string()));
+    }
+    Ok((sorted_items, factors))
+}
+
+/// The order that sorts `ids`, refusing duplicates.
+fn sorted_unique(ids: &[i64], what: &str) -> std::result::Result<Vec<usize>, String> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_unstable_by_key(|&o| ids[o]);
+    match order.windows(2).find(|w| ids[w[0]] == ids[w[1]]) {
+        Some(w) => Err(format!("{what} has {} twice", ids[w[0]])),
+        None => Ok(order),
     }
 }
 

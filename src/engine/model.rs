@@ -989,6 +989,36 @@ impl Model {
         Ok(())
     }
 
+    /// A model file given to `recsys.import_model`: one exported by pg_recsys (any algorithm,
+    /// kept as it is), or, when the file has no `popularity`, factor matrices made elsewhere,
+    /// completed from the live data (`factors::import`). `spec` is the file's algorithm and
+    /// params parsed; `params` the effective params the model keeps.
+    pub fn import(bytes: &[u8], spec: &Spec, params: Value, data: &Interactions) -> Result<Model> {
+        let exported = legacy::is_legacy(bytes) || {
+            let (st, header) = format::open(bytes)?;
+            In::new(&st, "", &header.state).has("popularity")
+        };
+        if exported {
+            return Ok(Model { params, ..Model::decode(bytes)? });
+        }
+        let fold_in = match spec {
+            Spec::Als(p) => (p.regularization, p.alpha),
+            Spec::Bpr(_) => (bpr::FOLD_IN_REGULARIZATION, bpr::FOLD_IN_ALPHA),
+            Spec::Svd(_) => (0.0, 0.0),
+            Spec::Mf(p) => (p.reg, 0.0),
+            _ => {
+                return Err(RecsysError::invalid("cannot import the model file: it has no popularity, so it is read as factor matrices made elsewhere, and only factor models take those")
+                    .with_hint(format!("export a model from pg_recsys, or write item_ids, item_factors, user_ids and user_factors for {FACTOR_MODELS}")))
+            }
+        };
+        let (st, header) = format::open(bytes)?;
+        let kind = FactorKind::from_name(&header.algorithm).ok_or_else(|| RecsysError::invalid("not a factor model"))?;
+        let (item_ids, factors) = crate::engine::factors::import(&In::new(&st, "", &header.state), kind, fold_in, data)?;
+        let counts = item_popularity(&data.matrix);
+        let popularity = item_ids.iter().map(|&id| index_of(&data.item_ids, id).map_or(0.0, |i| counts[i as usize])).collect();
+        Ok(Model { item_ids, popularity, algorithm: Algorithm::Factors(factors), params })
+    }
+
     /// A stored model: the current format, or the format of 0.1.0 to 0.3.0 (`legacy`).
     pub fn decode(bytes: &[u8]) -> Result<Model> {
         if legacy::is_legacy(bytes) {
@@ -1258,6 +1288,55 @@ mod tests {
             f.items.pop();
         }
         assert_eq!(bad.encode().unwrap_err().kind, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn import_takes_exported_models_and_factors_made_elsewhere() {
+        // An exported model comes back as it was, with the params it is given.
+        let als = fit("als", json!({"factors": 3, "iterations": 2}));
+        let (spec, params) = Spec::parse("als", &json!({"factors": 3})).unwrap();
+        let back = Model::import(&als.encode().unwrap(), &spec, params.clone(), &data()).unwrap();
+        assert_eq!(back, Model { params: params.clone(), ..als.clone() });
+        // Factors from elsewhere: ids in any order, no popularity, fingerprints or state.
+        let item_ids = [50i64, 10, 40, 20, 30];
+        let items: Vec<f32> = (0..10).map(|x| x as f32 * 0.1 - 0.3).collect(); // 5 items x 2
+        let user_ids = [4i64, 1, 3, 2];
+        let users = [0.5f32, -0.1, 0.2, 0.9, -0.4, 0.3, 0.7, 0.7];
+        let mut file = Tensors::default();
+        let mut out = Out::new(&mut file, "");
+        out.i64s("item_ids", &item_ids);
+        out.f32s("item_factors", &[5, 2], &items);
+        out.i64s("user_ids", &user_ids);
+        out.f32s("user_factors", &[4, 2], &users);
+        let foreign = file.finish(format::metadata("als", &Value::Null, serde_json::Map::new())).unwrap();
+        let m = Model::import(&foreign, &spec, params.clone(), &data()).unwrap();
+        assert_eq!(m.item_ids, vec![10, 20, 30, 40, 50]);
+        assert_eq!(m.popularity, vec![2.0, 2.0, 1.0, 1.0, 3.0]);
+        let f = m.factors().unwrap();
+        assert_eq!(f.user_ids, vec![1, 2, 3, 4]);
+        assert_eq!(f.item(4), &items[0..2], "item 50 was row 0");
+        assert_eq!(f.user(0), &users[2..4], "user 1 was row 1");
+        assert_eq!((f.regularization, f.alpha), (40.0, 4.0), "fold-in from the params");
+        // User 1's rows are unchanged: the imported vector serves them; new rows fold in.
+        let h1 = [(10, 1.0), (20, 1.0)];
+        let score = |h: &[(i64, f32)], item: i64| m.predict(Some(1), h, item).unwrap().unwrap();
+        let stored = users[2] * f.item(2)[0] + users[3] * f.item(2)[1];
+        assert!((score(&h1, 30) - stored).abs() < 1e-6);
+        assert!((score(&[(10, 1.0), (20, 1.0), (40, 1.0)], 30) - stored).abs() > 1e-4);
+        // Other algorithms need a file exported by pg_recsys.
+        let (ease, ep) = Spec::parse("ease", &json!({})).unwrap();
+        assert_eq!(Model::import(&foreign, &ease, ep, &data()).unwrap_err().kind, ErrorKind::InvalidParameter);
+        // Duplicate ids and shapes that disagree are refused with the reason.
+        let mut file = Tensors::default();
+        let mut out = Out::new(&mut file, "");
+        let twice = [10i64, 10, 20, 30, 40];
+        out.i64s("item_ids", &twice);
+        out.f32s("item_factors", &[5, 2], &items);
+        out.i64s("user_ids", &user_ids);
+        out.f32s("user_factors", &[4, 2], &users);
+        let dup = file.finish(format::metadata("als", &Value::Null, serde_json::Map::new())).unwrap();
+        let e = Model::import(&dup, &spec, params, &data()).unwrap_err();
+        assert!(e.kind == ErrorKind::InvalidParameter && e.message.contains("10 twice"), "{e:?}");
     }
 
     #[test]

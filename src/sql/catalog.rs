@@ -191,16 +191,17 @@ fn write_factors(
     Ok(())
 }
 
-fn deployed_row(name: &str) -> SqlResult<Option<ModelRow>> {
+/// The deployed version of `name`, or its version `version`.
+fn find_row(name: &str, version: Option<i32>) -> SqlResult<Option<ModelRow>> {
     Spi::connect(|client| {
         let plan = crate::sql::plans::kept(
             &client,
             "SELECT id, version, trained_at::text, source, columns, params, \
              pg_catalog.to_regrole(pg_catalog.quote_ident(owner::text))::pg_catalog.oid \
-             FROM recsys.models WHERE name = $1 AND deployed",
-            &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID)],
+             FROM recsys.models WHERE name = $1 AND CASE WHEN $2 IS NULL THEN deployed ELSE version = $2 END",
+            &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID), PgOid::BuiltIn(PgBuiltInOids::INT4OID)],
         )?;
-        let table = client.select(&*plan, None, &[name.into()]).map_err(spi)?;
+        let table = client.select(&*plan, None, &[name.into(), version.into()]).map_err(spi)?;
         match table.into_iter().next() {
             None => Ok(None),
             Some(row) => {
@@ -262,7 +263,7 @@ pub fn resolve(model: Option<&str>) -> SqlResult<ModelRow> {
             }
         }
     };
-    match deployed_row(&name)? {
+    match find_row(&name, None)? {
         Some(row) => Ok(row),
         None if model_exists(&name)? => Err(RecsysError::new(
             ErrorKind::NotReady,
@@ -274,9 +275,27 @@ pub fn resolve(model: Option<&str>) -> SqlResult<ModelRow> {
     }
 }
 
+/// Version `version` of `name` (any version its caller may see, deployed or not).
+pub fn version_row(name: &str, version: i32) -> SqlResult<ModelRow> {
+    match find_row(name, Some(version))? {
+        Some(row) => Ok(row),
+        None if model_exists(name)? => {
+            Err(RecsysError::new(ErrorKind::UndefinedObject, format!("model \"{name}\" has no version {version}")).into())
+        }
+        None => Err(undefined_model(name).into()),
+    }
+}
+
 /// Read and decode the stored model of a version; also its stored size in bytes.
 pub fn load(row: &ModelRow) -> SqlResult<(Model, usize)> {
-    let bytes = Spi::connect(|client| {
+    let bytes = stored_file(row)?;
+    let model = Model::decode(&bytes).map_err(|e| e.with_detail(format!("model \"{}\" version {}", row.name, row.version)))?;
+    Ok((model, bytes.len()))
+}
+
+/// The stored model file of a version, as it is in recsys.model_blobs.
+pub fn stored_file(row: &ModelRow) -> SqlResult<Vec<u8>> {
+    Ok(Spi::connect(|client| {
         let t = client
             .select("SELECT data FROM recsys.model_blobs WHERE model_id = $1 ORDER BY part", None, &[row.id.into()])
             .map_err(spi)?;
@@ -287,9 +306,7 @@ pub fn load(row: &ModelRow) -> SqlResult<(Model, usize)> {
             bytes.extend(part);
         }
         Ok::<_, pgrx::pg_sys::panic::ErrorReport>(bytes)
-    })?;
-    let model = Model::decode(&bytes).map_err(|e| e.with_detail(format!("model \"{}\" version {}", row.name, row.version)))?;
-    Ok((model, bytes.len()))
+    })?)
 }
 
 // Void functions raise through unwrap_or_report: pgrx cannot map Result<(), _> to SQL `void`.

@@ -15,6 +15,7 @@ mod source;
 mod split;
 mod synthetic;
 mod train;
+pub(crate) mod transfer;
 mod tune;
 
 /// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).

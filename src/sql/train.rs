@@ -75,7 +75,7 @@ pub(crate) fn check_request(
 
 /// The `fallback` param (any algorithm): the model that answers for users this one cannot place.
 /// It must be deployed now, and not be the model itself.
-fn take_fallback(name: &str, params: &mut serde_json::Value) -> SqlResult<Option<String>> {
+pub(crate) fn take_fallback(name: &str, params: &mut serde_json::Value) -> SqlResult<Option<String>> {
     let Some(value) = params.as_object_mut().and_then(|o| o.remove("fallback")) else { return Ok(None) };
     match value.as_str() {
         Some(f) if f == name => Err(RecsysError::invalid(format!("model \"{name}\" cannot be its own fallback")).into()),
@@ -172,7 +172,13 @@ pub(crate) fn fit_and_save(
         fit_seconds,
         model: &fitted,
     })?;
-    // Where the time went, and the backend's peak resident memory so far (Linux), for benches.
+    let seconds = record_times(name, version, started, read_seconds, writing)?;
+    Ok((version, users, items, interactions, seconds))
+}
+
+/// Where the time of a train or import went, and the backend's peak resident memory so far
+/// (Linux), kept in the version's metrics; returns the whole call's seconds.
+pub(crate) fn record_times(name: &str, version: i32, started: Instant, read_seconds: f64, writing: Instant) -> SqlResult<f64> {
     let peak_rss_mb = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
@@ -188,7 +194,60 @@ pub(crate) fn fit_and_save(
         )
         .map_err(crate::sql::errors::spi)
     })?;
-    Ok((version, users, items, interactions, seconds))
+    Ok(seconds)
+}
+
+/// The checked source of a train or an import, and its rows (with each trained item's text for
+/// text models).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_for(
+    name: &str,
+    algorithm: &str,
+    spec: &Spec,
+    source: &PgRelation,
+    user_column: Option<&str>,
+    item_column: Option<&str>,
+    rating_column: Option<&str>,
+    time_column: Option<&str>,
+    items: Option<PgRelation>,
+    item_text: Option<&str>,
+) -> SqlResult<(Source, Interactions)> {
+    // Text models need an items table and its text; any other model may have one too, for the
+    // item names of recommend's reasons.
+    match (spec.needs_item_text(), &items, item_text) {
+        (_, Some(_), Some(_)) | (false, None, None) => {}
+        (true, _, _) => {
+            return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" encodes item text and needs an items table"))
+                .with_hint("pass items => 'items_table', item_text => 'text_column' (the items table has the item column too)")
+                .into())
+        }
+        (false, _, _) => {
+            return Err(RecsysError::invalid("items and item_text go together")
+                .with_hint("pass both (item_text names the items, e.g. in recommend's reasons), or neither")
+                .into())
+        }
+    }
+    check_request(name, algorithm, spec, rating_column, time_column)?;
+    let source = Source::resolve(
+        source,
+        required(user_column, "user_column")?,
+        required(item_column, "item_column")?,
+        rating_column,
+        time_column,
+    )?;
+    let source = match (&items, item_text) {
+        (Some(items), Some(text)) => source.with_items(items, text)?,
+        _ => source,
+    };
+    // Read (and so check) the item_text expression before the behaviour table.
+    let texts: Option<std::collections::HashMap<i64, String>> =
+        if source.items.is_some() { Some(source.item_texts()?.into_iter().collect()) } else { None };
+    let mut data = read_source(&source)?;
+    if let Some(texts) = texts.filter(|_| spec.needs_item_text()) {
+        // Each trained item's text, by item index; items missing from the items table have none.
+        data.item_text = Some(data.item_ids.iter().map(|id| texts.get(id).cloned().unwrap_or_default()).collect());
+    }
+    Ok((source, data))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -215,41 +274,7 @@ fn train(
     if let (Some(f), Some(e)) = (fallback, effective.as_object_mut()) {
         e.insert("fallback".into(), f.into());
     }
-    // Text models need an items table and its text; any other model may have one too, for the
-    // item names of recommend's reasons.
-    match (spec.needs_item_text(), &items, item_text) {
-        (_, Some(_), Some(_)) | (false, None, None) => {}
-        (true, _, _) => {
-            return Err(RecsysError::invalid(format!("algorithm \"{algorithm}\" encodes item text and needs an items table"))
-                .with_hint("pass items => 'items_table', item_text => 'text_column' (the items table has the item column too)")
-                .into())
-        }
-        (false, _, _) => {
-            return Err(RecsysError::invalid("items and item_text go together")
-                .with_hint("pass both (item_text names the items, e.g. in recommend's reasons), or neither")
-                .into())
-        }
-    }
-    check_request(name, algorithm, &spec, rating_column, time_column)?;
-    let source = Source::resolve(
-        &source,
-        required(user_column, "user_column")?,
-        required(item_column, "item_column")?,
-        rating_column,
-        time_column,
-    )?;
-    let source = match (&items, item_text) {
-        (Some(items), Some(text)) => source.with_items(items, text)?,
-        _ => source,
-    };
-    // Read (and so check) the item_text expression before the behaviour table.
-    let texts: Option<std::collections::HashMap<i64, String>> =
-        if source.items.is_some() { Some(source.item_texts()?.into_iter().collect()) } else { None };
-    let mut data = read_source(&source)?;
-    if let Some(texts) = texts.filter(|_| spec.needs_item_text()) {
-        // Each trained item's text, by item index; items missing from the items table have none.
-        data.item_text = Some(data.item_ids.iter().map(|id| texts.get(id).cloned().unwrap_or_default()).collect());
-    }
+    let (source, data) = read_for(name, algorithm, &spec, &source, user_column, item_column, rating_column, time_column, items, item_text)?;
     let (version, users, n_items, interactions, seconds) =
         fit_and_save(name, algorithm, &spec, effective, &source, data, started)?;
     Ok(TableIterator::once((name.to_string(), version, algorithm.to_string(), users, n_items, interactions, seconds)))
