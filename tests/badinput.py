@@ -147,6 +147,20 @@ for args in ["-1, 10, 100", "10, -1, 100", "10, 10, -1", "0, 0, 0", "10, 10, 0",
 
 # What some calls must give (a substring of the call -> its SQLSTATE, "ok" for a result); the
 # rest must just not be an internal error.
+# Model files: NULL in each argument, unknown models and versions, bytes that are no model file.
+for args in ["NULL", "'nope'", "''", "'m_knn', 0", "'m_knn', -1", "'m_knn', NULL", "'m_knn', 2147483647"]:
+    add(f"SELECT octet_length(recsys.export_model({args}))")
+imp = ["@T@", "recsys.export_model('m_knn')", "'bi'"]
+for i in range(len(imp)):
+    args = list(imp)
+    args[i] = "NULL"
+    add(f"SELECT * FROM recsys.import_model({', '.join(args)})")
+for f in ["''::bytea", "'\\x00'::bytea", "convert_to('not a model file at all', 'UTF8')", "substring(recsys.export_model('m_als') from 1 for 100)",
+          "recsys.export_model('m_als') || '\\x00'::bytea", "overlay(recsys.export_model('m_ease') placing '\\x7f7f'::bytea from 2000)"]:
+    add(f"SELECT * FROM recsys.import_model(@T@, {f}, 'bi')")
+add("SELECT * FROM recsys.import_model(@T@, recsys.export_model('m_content'), 'bi')")
+add("SELECT * FROM recsys.import_model(@T@, recsys.export_model('m_knn'), 'bi', user_column => 'nope')")
+
 EXPECT = [
     ("recommend(1, 0,", "22023"), ("recommend(1, -1,", "22023"), ("similar_items(1, 0,", "22023"),
     ("recommend(1, 2147483647,", "ok"), ("candidates => '{}'", "ok"), ("ARRAY(SELECT generate_series(1, 200000)", "ok"),
@@ -156,6 +170,9 @@ EXPECT = [
     (", 'bi_parted', '", "ok"), (", 'bi_dupes', '", "ok"), ("filter => 'item_id = 1; SELECT 1'", "42601"),
     ("recommend(1, 10, 'nope')", "42704"), ("recommend('abc'", "22P02"), ("recommend(1.5,", "42883"),
     ("{\"k\": \"ten\"}", "22023"), ("{\"nope\": 1}", "22023"), ("'ITEM_KNN'", "22023"), ("deploy('m_knn', 0)", "42704"),
+    ("export_model('nope')", "42704"), ("export_model('m_knn', 0)", "42704"), ("export_model(NULL)", "22004"),
+    ("import_model(@T@, '\\x00'::bytea", "22023"), ("|| '\\x00'::bytea, 'bi')", "22023"), ("placing '\\x7f7f'", "22023"),
+    ("export_model('m_content'), 'bi')", "22023"),
     ("user_column => 'user_id; DROP TABLE bi'", "42703"), ("'bi_negative', 'als', rating_column", "22023"), ("split('bi', 'bi', 's_te')", "42P07"),
 ]
 
