@@ -167,57 +167,23 @@ pub fn cholesky_solve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
     Some(x)
 }
 
-/// Eigen-decomposition of a symmetric n×n matrix (row-major, f64) by cyclic Jacobi rotations.
-/// Returns eigenvalues in descending order and the matching eigenvectors as columns (row-major n×n).
+/// Eigen-decomposition of a symmetric n×n matrix (row-major, f64), by faer's self-adjoint
+/// eigensolver (tridiagonalisation and divide and conquer, as LAPACK's dsyevd). Returns
+/// eigenvalues in descending order and the matching eigenvectors as columns (row-major n×n); a
+/// matrix with non-finite entries gives zeros (no direction to keep).
 pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut m = a.to_vec();
-    let mut v = vec![0f64; n * n];
-    (0..n).for_each(|i| v[i * n + i] = 1.0);
-    for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| m[i * n + j].powi(2)).sum();
-        let scale: f64 = (0..n).map(|i| m[i * n + i].powi(2)).sum::<f64>().max(f64::MIN_POSITIVE);
-        if off <= 1e-30 * scale {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = m[p * n + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (m[q * n + q] - m[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let (mkp, mkq) = (m[k * n + p], m[k * n + q]);
-                    m[k * n + p] = c * mkp - s * mkq;
-                    m[k * n + q] = s * mkp + c * mkq;
-                }
-                for k in 0..n {
-                    let (mpk, mqk) = (m[p * n + k], m[q * n + k]);
-                    m[p * n + k] = c * mpk - s * mqk;
-                    m[q * n + k] = s * mpk + c * mqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&i, &j| m[j * n + j].total_cmp(&m[i * n + i]));
-    let values = order.iter().map(|&i| m[i * n + i]).collect();
+    let m = faer::Mat::<f64>::from_fn(n, n, |i, j| a[i * n + j]);
+    let Ok(evd) = m.self_adjoint_eigen(faer::Side::Lower) else { return (vec![0.0; n], vec![0.0; n * n]) };
+    let (values, u) = (evd.S().column_vector(), evd.U());
+    // faer sorts ascending; callers want the largest first.
+    let values_desc: Vec<f64> = (0..n).rev().map(|c| values[c]).collect();
     let mut vectors = vec![0f64; n * n];
-    for (c, &i) in order.iter().enumerate() {
+    for (c, src) in (0..n).rev().enumerate() {
         for r in 0..n {
-            vectors[r * n + c] = v[r * n + i];
+            vectors[r * n + c] = u[(r, src)];
         }
     }
-    (values, vectors)
+    (values_desc, vectors)
 }
 
 /// Which vector instructions this CPU has, detected once.
@@ -420,11 +386,34 @@ mod tests {
     }
 
     #[test]
-    fn jacobi_eigen_of_known_matrix() {
+    fn symmetric_eigen_of_known_and_random_matrices() {
         // eigenvalues of [[2,1],[1,2]] are 3 and 1
         let (vals, vecs) = symmetric_eigen(&[2.0, 1.0, 1.0, 2.0], 2);
         assert!((vals[0] - 3.0).abs() < 1e-12 && (vals[1] - 1.0).abs() < 1e-12);
         assert!((vecs[0].abs() - 0.5f64.sqrt()).abs() < 1e-12);
+        // A random symmetric 30x30: A v = lambda v, V orthonormal, values descending.
+        let n = 30;
+        let mut rng = crate::engine::rng::Rng::new(3);
+        let mut a = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                let x = rng.next_f64() - 0.5;
+                a[i * n + j] = x;
+                a[j * n + i] = x;
+            }
+        }
+        let (vals, v) = symmetric_eigen(&a, n);
+        assert!(vals.windows(2).all(|w| w[0] >= w[1]));
+        for c in 0..n {
+            for r in 0..n {
+                let av: f64 = (0..n).map(|k| a[r * n + k] * v[k * n + c]).sum();
+                assert!((av - vals[c] * v[r * n + c]).abs() < 1e-10, "column {c}");
+            }
+            for d in 0..n {
+                let dot: f64 = (0..n).map(|r| v[r * n + c] * v[r * n + d]).sum();
+                assert!((dot - if c == d { 1.0 } else { 0.0 }).abs() < 1e-10);
+            }
+        }
     }
 
     #[test]
