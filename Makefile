@@ -14,7 +14,7 @@ PSQL := psql -X -v ON_ERROR_STOP=1 -q
 PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
-.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel clean-scratch
+.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel bench-dense clean-scratch
 
 setup:
 	@.ci/setup
@@ -78,6 +78,11 @@ bench-latency: cluster
 bench-scale: cluster
 	@benches/scale.sh
 
+# EASE and PureSVD fit against numpy/LAPACK on three shapes (benches/REPORT.md, section dense).
+bench-dense: cluster
+	@benches/dense.sh
+
 bench: cluster
 	@benches/report.sh
+	@benches/dense.sh
 	cargo bench --no-default-features --bench engine

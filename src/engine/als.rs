@@ -9,7 +9,9 @@ use rayon::prelude::*;
 use crate::engine::factors::{fingerprints, FactorKind, Factors};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::linalg::{axpy_with, dot_with, gram, madd};
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
 use crate::engine::{Progress, RecsysError, Result};
 
@@ -214,6 +216,20 @@ fn conjugate_gradient<const FMA: bool>(x: &mut [f32], cols: &[u32], vals: &[f32]
         rs_old = rs_new;
     }
     total_confidence - dot_with::<FMA>(b, x) as f64 - dot_with::<FMA>(r, x) as f64
+}
+
+impl Trainer for AlsParams {
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_users(), data.n_items(), data.nnz(), self.factors)
+    }
+
+    fn fit(&self, data: &Interactions, _: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, pool, progress)?))
+    }
+
+    fn fold_in(&self) -> Option<(f32, f32)> {
+        Some((self.regularization, self.alpha))
+    }
 }
 
 #[cfg(test)]

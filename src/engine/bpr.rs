@@ -6,7 +6,9 @@
 use crate::engine::factors::{fingerprints, FactorKind, Factors};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::linalg::{dot_with, madd};
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
 use crate::engine::{Progress, Result};
 
@@ -36,8 +38,8 @@ pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, k: usize) -> 
 }
 
 /// Fold-in for BPR users: the implicit least squares with this confidence slope.
-pub const FOLD_IN_ALPHA: f32 = 4.0;
-pub const FOLD_IN_REGULARIZATION: f32 = 0.05;
+const FOLD_IN_ALPHA: f32 = 4.0;
+const FOLD_IN_REGULARIZATION: f32 = 0.05;
 /// Samples between two interrupt checks.
 const CHECK_EVERY: usize = 100_000;
 
@@ -161,6 +163,20 @@ fn two_rows(m: &mut [f32], i: usize, j: usize, k: usize) -> (&mut [f32], &mut [f
     } else {
         let (a, b) = m.split_at_mut(i * k);
         (&mut b[..k], &mut a[j * k..(j + 1) * k])
+    }
+}
+
+impl Trainer for BprParams {
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_users(), data.n_items(), data.nnz(), self.factors)
+    }
+
+    fn fit(&self, data: &Interactions, _: DeviceChoice, _: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, progress)?))
+    }
+
+    fn fold_in(&self) -> Option<(f32, f32)> {
+        Some((FOLD_IN_REGULARIZATION, FOLD_IN_ALPHA))
     }
 }
 

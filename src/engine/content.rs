@@ -8,9 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 
 use crate::engine::format::{corrupt, In, Out};
+use crate::engine::interactions::index_of;
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::knn::Neighbors;
+use crate::engine::model::{item_label, similar_from, text_bytes, untrained_eligible, untrained_texts, Model, Request, Scored};
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::text::terms;
 use crate::engine::topk::top_k;
 use crate::engine::{Progress, RecsysError, Result};
@@ -200,19 +204,6 @@ pub fn fit(data: &Interactions, p: &ContentParams, pool: &rayon::ThreadPool, pro
 }
 
 impl Content {
-    /// Its part of the model file: `terms` (u8: the vocabulary, UTF-8, one term per line,
-    /// ascending), `idf` (f32 [terms]), `vectors.*` (CSR items × terms, rows L2-normalised) and
-    /// `neighbors.*`; state: ngrams, stop_words, recency_half_life.
-    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
-        out.bytes("terms", self.terms.join("\n").into_bytes());
-        out.f32s("idf", &[self.idf.len()], &self.idf);
-        out.csr("vectors", &self.vectors);
-        out.neighbors("neighbors", &self.neighbors);
-        out.set("ngrams", self.ngrams);
-        out.set("stop_words", self.stop_words);
-        out.set("recency_half_life", self.half_life);
-    }
-
     pub fn load(r: &In, n_items: usize) -> Result<Content> {
         let terms = String::from_utf8(r.bytes("terms")?)
             .map_err(|_| corrupt("content terms are not UTF-8"))?;
@@ -241,6 +232,157 @@ impl Content {
         );
         c.half_life = r.f32("recency_half_life")?;
         Ok(c)
+    }
+}
+
+impl Trainer for ContentParams {
+    fn needs_item_text(&self) -> bool {
+        true
+    }
+
+    /// Recency weighting reads the time order.
+    fn needs_time(&self) -> bool {
+        self.half_life > 0.0
+    }
+
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_items(), text_bytes(data), self)
+    }
+
+    fn fit(&self, data: &Interactions, _: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, pool, progress)?))
+    }
+}
+
+/// One history item as content sees it: id, TF-IDF terms and values, weight (with the decay).
+type Part = (i64, Vec<u32>, Vec<f32>, f32);
+
+impl Content {
+    /// Each history item's vector (trained: stored; else from its text in `items`) with its
+    /// weight times the recency decay.
+    fn history_parts(&self, m: &Model, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<Part> {
+        let texts = untrained_texts(&m.item_ids, history, items);
+        let len = history.len();
+        history
+            .iter()
+            .enumerate()
+            .map(|(p, &(id, w))| (id, w * self.decay(p, len)))
+            .filter_map(|(id, w)| match index_of(&m.item_ids, id) {
+                Some(i) => {
+                    let (t, v) = self.vectors.row(i as usize);
+                    Some((id, t.to_vec(), v.to_vec(), w))
+                }
+                None => texts.get(&id).map(|text| {
+                    let v = self.vectorize(text);
+                    (id, v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), w)
+                }),
+            })
+            .collect()
+    }
+}
+
+impl Recommender for Content {
+    fn name(&self) -> &'static str {
+        "content"
+    }
+
+    fn scores_unknown_history(&self) -> bool {
+        true
+    }
+
+    /// The cosine of each item with the history's profile (items sharing no term are not
+    /// reached), and the eligible untrained items of the live items table by their text.
+    fn score(&self, m: &Model, req: &Request, _: &[(u32, f32)]) -> Result<Option<Scored>> {
+        let parts = self.history_parts(m, req.history, req.items);
+        let profile = self.profile(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
+        if profile.is_empty() {
+            return Ok(None);
+        }
+        let scores = self.scores(&profile);
+        let reached = scores.iter().map(|&x| x > 0.0).collect();
+        let cold = untrained_eligible(m, req)
+            .iter()
+            .filter_map(|r| {
+                let v = self.vectorize(&r.1);
+                let t: Vec<u32> = v.iter().map(|x| x.0).collect();
+                let x: Vec<f32> = v.iter().map(|x| x.1).collect();
+                let s = Content::cosine(&profile, &t, &x);
+                (s > 0.0).then_some((r.0, s))
+            })
+            .collect();
+        Ok(Some(Scored { cold, ..Scored::reached(scores, reached) }))
+    }
+
+    /// score = Σ_j w_j (v_j · v_i) / ‖Σ_j w_j v_j‖: each history item's share (w_j carries the
+    /// recency decay, as in the profile).
+    fn contributions(&self, m: &Model, req: &Request, _: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        let parts = self.history_parts(m, req.history, &[]);
+        let norm = self.profile_norm(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
+        let (ti, vi) = self.vectors.row(i);
+        Ok(parts
+            .iter()
+            .filter_map(|(id, tj, vj, w)| {
+                let own: Vec<(u32, f32)> = tj.iter().copied().zip(vj.iter().copied()).collect();
+                index_of(&m.item_ids, *id).map(|j| (j, w * Content::cosine(&own, ti, vi) / norm.max(f32::MIN_POSITIVE)))
+            })
+            .filter(|p| p.1 > 0.0)
+            .collect())
+    }
+
+    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(similar_from(&self.neighbors, item, n))
+    }
+
+    fn item_neighbors(&self) -> Option<&Neighbors> {
+        Some(&self.neighbors)
+    }
+
+    fn reads_item_text(&self) -> bool {
+        true
+    }
+
+    /// "similar to X (shared words: …)": the history item closest to the recommended one.
+    fn reasons(&self, m: &Model, req: &Request, recs: &[(i64, f32)]) -> Result<Option<Vec<Option<String>>>> {
+        let parts = self.history_parts(m, req.history, req.items);
+        Ok(Some(
+            recs.iter()
+                .map(|&(id, _)| {
+                    let target: Vec<(u32, f32)> = match index_of(&m.item_ids, id) {
+                        Some(i) => {
+                            let (t, v) = self.vectors.row(i as usize);
+                            t.iter().copied().zip(v.iter().copied()).collect()
+                        }
+                        None => req.items.iter().find(|p| p.0 == id).map(|p| self.vectorize(&p.1)).unwrap_or_default(),
+                    };
+                    let (tt, tv): (Vec<u32>, Vec<f32>) = target.iter().copied().unzip();
+                    let best = parts
+                        .iter()
+                        .map(|(j, t, v, w)| {
+                            let own: Vec<(u32, f32)> = t.iter().copied().zip(v.iter().copied()).collect();
+                            (*j, w * Content::cosine(&own, &tt, &tv), own)
+                        })
+                        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+                    best.filter(|b| b.1 > 0.0).map(|(j, _, own)| {
+                        let words = self.shared_terms(&own, &target, 3);
+                        format!("similar to {} (shared words: {})", item_label(req, j), words.join(", "))
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    /// Its part of the model file: `terms` (u8: the vocabulary, UTF-8, one term per line,
+    /// ascending), `idf` (f32 [terms]), `vectors.*` (CSR items × terms, rows L2-normalised) and
+    /// `neighbors.*`; state: ngrams, stop_words, recency_half_life.
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.bytes("terms", self.terms.join("\n").into_bytes());
+        out.f32s("idf", &[self.idf.len()], &self.idf);
+        out.csr("vectors", &self.vectors);
+        out.neighbors("neighbors", &self.neighbors);
+        out.set("ngrams", self.ngrams);
+        out.set("stop_words", self.stop_words);
+        out.set("recency_half_life", self.half_life);
+        Ok(())
     }
 }
 

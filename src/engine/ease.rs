@@ -10,7 +10,10 @@ use crate::engine::interactions::Interactions;
 use crate::engine::knn::Neighbors;
 use crate::engine::linalg::invert_spd;
 use crate::engine::memory::filled;
+use crate::engine::model::{similar_from, Model, Request, Scored};
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::topk::top_k;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
@@ -223,19 +226,59 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
 }
 
 impl Ease {
-    /// Its part of the model file: `weights` (f32 [n_items, n_items], row i = the weights item i
-    /// gives every item) and `neighbors.*` (each row's largest positive weights).
-    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
-        let n = self.neighbors.indptr.len().saturating_sub(1);
-        out.f32s("weights", &[n, n], &self.weights);
-        out.neighbors("neighbors", &self.neighbors);
-    }
-
     pub fn load(r: &In, n_items: usize) -> Result<Ease> {
         Ok(Ease {
             weights: r.f32s("weights", Some(&[n_items, n_items]))?,
             neighbors: r.neighbors("neighbors", n_items)?,
         })
+    }
+}
+
+impl Trainer for EaseParams {
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_users(), data.n_items())
+    }
+
+    fn fit(&self, data: &Interactions, _: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, pool, progress)?))
+    }
+}
+
+impl Recommender for Ease {
+    fn name(&self) -> &'static str {
+        "ease"
+    }
+
+    fn score(&self, m: &Model, _: &Request, history: &[(u32, f32)]) -> Result<Option<Scored>> {
+        let mut scores = vec![0f32; m.n_items()];
+        self.score_history(history, &mut scores);
+        Ok(Some(Scored::all(scores)))
+    }
+
+    fn predict(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Option<f32>> {
+        Ok((!history.is_empty()).then(|| history.iter().map(|&(j, w)| w * self.row(j as usize)[i]).sum()))
+    }
+
+    /// weight × B[j][i] of each history item j.
+    fn contributions(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(history.iter().map(|&(j, w)| (j, w * self.row(j as usize)[i])).collect())
+    }
+
+    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(similar_from(&self.neighbors, item, n))
+    }
+
+    fn item_neighbors(&self) -> Option<&Neighbors> {
+        Some(&self.neighbors)
+    }
+
+    /// Its part of the model file: `weights` (f32 [n_items, n_items], row i = the weights item i
+    /// gives every item) and `neighbors.*` (each row's largest positive weights).
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        let n = self.neighbors.indptr.len().saturating_sub(1);
+        out.f32s("weights", &[n, n], &self.weights);
+        out.neighbors("neighbors", &self.neighbors);
+        Ok(())
     }
 }
 

@@ -12,6 +12,8 @@ use crate::engine::format::{check_ids, corrupt, In, Out};
 use crate::engine::interactions::{index_of, Csr, Interactions};
 use crate::engine::knn::range_of;
 use crate::engine::linalg::{cholesky_solve, dot, gram_f64, matvec};
+use crate::engine::model::{Model, Request, Scored};
+use crate::engine::recommender::Recommender;
 use crate::engine::topk::top_k;
 use crate::engine::{RecsysError, Result};
 
@@ -349,32 +351,6 @@ impl Factors {
 }
 
 impl Factors {
-    /// Its part of the model file: `user_ids`, `user_factors` (f32 [n_users, k]),
-    /// `item_factors` (f32 [n_items, k]), `fingerprints` (u64 [n_users]: the history each stored
-    /// user vector was trained on), and where the model has them `item_bias`, `user_bias`,
-    /// `implicit_factors` (SVD++'s y_j, [n_items, k]); state: regularization and alpha (fold-in),
-    /// mean and range (rating models).
-    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
-        let (n_users, n_items) = (self.user_ids.len(), self.n_items());
-        out.i64s("user_ids", &self.user_ids);
-        out.f32s("user_factors", &[n_users, self.k], &self.users);
-        out.f32s("item_factors", &[n_items, self.k], &self.items);
-        out.u64s("fingerprints", &self.fingerprints);
-        if !self.item_bias.is_empty() {
-            out.f32s("item_bias", &[n_items], &self.item_bias);
-        }
-        if !self.user_bias.is_empty() {
-            out.f32s("user_bias", &[n_users], &self.user_bias);
-        }
-        if !self.implicit.is_empty() {
-            out.f32s("implicit_factors", &[n_items, self.k], &self.implicit);
-        }
-        out.set("regularization", self.regularization);
-        out.set("alpha", self.alpha);
-        out.set("mean", self.mean);
-        out.set("range", vec![self.range.0, self.range.1]);
-    }
-
     pub fn load(r: &In, kind: FactorKind, n_items: usize) -> Result<Factors> {
         let user_ids = r.i64s("user_ids")?;
         check_ids(&user_ids, "user ids")?;
@@ -507,6 +483,77 @@ fn sorted_unique(ids: &[i64], what: &str) -> std::result::Result<Vec<usize>, Str
     match order.windows(2).find(|w| ids[w[0]] == ids[w[1]]) {
         Some(w) => Err(format!("{what} has {} twice", ids[w[0]])),
         None => Ok(order),
+    }
+}
+
+impl Recommender for Factors {
+    fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    /// A user with a stored vector whose history is unchanged is served it; anyone else with
+    /// history the model knows is folded in.
+    fn score(&self, _: &Model, req: &Request, history: &[(u32, f32)]) -> Result<Option<Scored>> {
+        Ok(self.user_vector(req.user_id, history).map(|u| Scored::all(self.score_all(&u))))
+    }
+
+    /// With no history to place the user, a rating model predicts μ + b_i.
+    fn predict(&self, _: &Model, req: &Request, history: &[(u32, f32)], i: usize) -> Result<Option<f32>> {
+        Ok(match self.user_vector(req.user_id, history) {
+            Some(u) => Some(Factors::score(self, &u, i)),
+            None if self.kind.explicit() => Some(self.baseline(i)),
+            None => None,
+        })
+    }
+
+    fn contributions(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(if history.is_empty() { Vec::new() } else { self.explain(history, i) })
+    }
+
+    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(item.map(|i| Factors::nearest(&self.items, self.k, i, n)).unwrap_or_default())
+    }
+
+    fn similar_users(&self, user_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+        Ok(match index_of(&self.user_ids, user_id) {
+            None => Vec::new(),
+            Some(r) => Factors::nearest(&self.users, self.k, r as usize, n).into_iter().map(|(o, s)| (self.user_ids[o as usize], s)).collect(),
+        })
+    }
+
+    fn factors(&self) -> Option<&Factors> {
+        Some(self)
+    }
+
+    fn predicts_ratings(&self) -> bool {
+        self.kind.explicit()
+    }
+
+    /// Its part of the model file: `user_ids`, `user_factors` (f32 [n_users, k]),
+    /// `item_factors` (f32 [n_items, k]), `fingerprints` (u64 [n_users]: the history each stored
+    /// user vector was trained on), and where the model has them `item_bias`, `user_bias`,
+    /// `implicit_factors` (SVD++'s y_j, [n_items, k]); state: regularization and alpha (fold-in),
+    /// mean and range (rating models).
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        let (n_users, n_items) = (self.user_ids.len(), self.n_items());
+        out.i64s("user_ids", &self.user_ids);
+        out.f32s("user_factors", &[n_users, self.k], &self.users);
+        out.f32s("item_factors", &[n_items, self.k], &self.items);
+        out.u64s("fingerprints", &self.fingerprints);
+        if !self.item_bias.is_empty() {
+            out.f32s("item_bias", &[n_items], &self.item_bias);
+        }
+        if !self.user_bias.is_empty() {
+            out.f32s("user_bias", &[n_users], &self.user_bias);
+        }
+        if !self.implicit.is_empty() {
+            out.f32s("implicit_factors", &[n_items, self.k], &self.implicit);
+        }
+        out.set("regularization", self.regularization);
+        out.set("alpha", self.alpha);
+        out.set("mean", self.mean);
+        out.set("range", vec![self.range.0, self.range.1]);
+        Ok(())
     }
 }
 

@@ -5,8 +5,14 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
+use crate::engine::format::{corrupt, In, Out};
+use crate::engine::interactions::Interactions;
+use crate::engine::model::{self, Model, Request, Scored, Spec};
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
-use crate::engine::{RecsysError, Result};
+use crate::engine::recommender::{unsupported, Recommender, Trainer};
+use crate::engine::topk::top_k;
+use crate::engine::{Progress, RecsysError, Result};
 
 /// Reciprocal-rank constant (Cormack et al. 2009).
 pub const RRF_K: f32 = 60.0;
@@ -41,7 +47,7 @@ impl Fusion {
 }
 
 /// A member as the params name it: an algorithm, its own params, a weight.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct MemberSpec<S> {
     pub algorithm: String,
     pub spec: S,
@@ -175,6 +181,162 @@ pub fn fuse(fusion: Fusion, members: &[MemberScores], item_ids: &[i64]) -> (Vec<
         .map(|id| (id, members.iter().zip(&parts).map(|(m, (_, c, floor))| m.weight * c.get(&id).copied().unwrap_or(*floor)).sum()))
         .collect();
     (total, reached, cold)
+}
+
+/// A hybrid's training request: its members' specs and the fusion.
+#[derive(Debug)]
+pub struct HybridSpec {
+    pub members: Vec<MemberSpec<Spec>>,
+    pub fusion: Fusion,
+}
+
+impl HybridSpec {
+    pub fn from_params(p: &mut Params) -> Result<HybridSpec> {
+        let (members, fusion) = parse_params(p, Spec::parse)?;
+        Ok(HybridSpec { members, fusion })
+    }
+}
+
+impl Trainer for HybridSpec {
+    fn needs_ratings(&self) -> bool {
+        self.members.iter().any(|m| m.spec.needs_ratings())
+    }
+
+    fn rating_column_needed(&self) -> Option<&'static str> {
+        self.members.iter().find_map(|m| m.spec.rating_column_needed())
+    }
+
+    fn needs_time(&self) -> bool {
+        self.members.iter().any(|m| m.spec.needs_time())
+    }
+
+    fn needs_item_text(&self) -> bool {
+        self.members.iter().any(|m| m.spec.needs_item_text())
+    }
+
+    fn is_neural(&self) -> bool {
+        self.members.iter().any(|m| m.spec.is_neural())
+    }
+
+    fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize {
+        self.members.iter().map(|m| m.spec.memory_estimate(data, threads)).sum()
+    }
+
+    fn fit(&self, data: &Interactions, device: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        let members = self.members.iter().map(|m| Ok((m.weight, m.spec.fit(data, device, pool, progress)?))).collect::<Result<_>>()?;
+        Ok(Box::new(Hybrid { members, fusion: self.fusion }))
+    }
+}
+
+/// Member models (with their weights) trained on the same data, so on the same catalogue.
+#[derive(Debug, PartialEq)]
+pub struct Hybrid {
+    pub members: Vec<(f32, Model)>,
+    pub fusion: Fusion,
+}
+
+impl Hybrid {
+    /// From a model file: each member's part under its prefix, over the hybrid's catalogue.
+    pub fn load(r: &In, item_ids: &[i64], popularity: &[f32]) -> Result<Hybrid> {
+        let fusion = Fusion::from_name(r.str("fusion")?).ok_or_else(|| corrupt("hybrid fusion"))?;
+        let listed = r.get("members")?.as_array().ok_or_else(|| corrupt("hybrid members"))?;
+        let members = listed
+            .iter()
+            .map(|m| {
+                let field = |k: &str| m.get(k).ok_or_else(|| corrupt(&format!("hybrid member {k}")));
+                let algorithm = field("algorithm")?.as_str().filter(|a| *a != "hybrid").ok_or_else(|| corrupt("hybrid member algorithm"))?;
+                let weight = field("weight")?.as_f64().ok_or_else(|| corrupt("hybrid member weight"))? as f32;
+                let prefix = field("prefix")?.as_str().ok_or_else(|| corrupt("hybrid member prefix"))?;
+                let state = field("state")?.as_object().ok_or_else(|| corrupt("hybrid member state"))?;
+                let algorithm = model::load(algorithm, &In::new_at(r, prefix, state), item_ids, popularity)?;
+                Ok((weight, Model { item_ids: item_ids.to_vec(), popularity: popularity.to_vec(), algorithm, params: Value::Null }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if members.len() < 2 {
+            return Err(corrupt("hybrid members"));
+        }
+        Ok(Hybrid { members, fusion })
+    }
+}
+
+impl Recommender for Hybrid {
+    fn name(&self) -> &'static str {
+        "hybrid"
+    }
+
+    /// Each member answers for itself (a member that cannot place the user gives popularity).
+    fn scores_unknown_history(&self) -> bool {
+        true
+    }
+
+    fn score(&self, m: &Model, req: &Request, history: &[(u32, f32)]) -> Result<Option<Scored>> {
+        let parts: Vec<(f32, Scored)> = self.members.iter().map(|(w, member)| Ok((*w, member.score(req, history)?))).collect::<Result<_>>()?;
+        let members: Vec<MemberScores> =
+            parts.iter().map(|(w, s)| MemberScores { weight: *w, scores: &s.scores, reached: &s.reached, cold: &s.cold }).collect();
+        let (scores, reached, cold) = fuse(self.fusion, &members, &m.item_ids);
+        Ok(Some(Scored { scores, reached, cold, placed: parts.iter().any(|p| p.1.placed) }))
+    }
+
+    fn predict(&self, m: &Model, req: &Request, history: &[(u32, f32)], i: usize) -> Result<Option<f32>> {
+        if history.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.score(m, req, history)?.map(|s| s.scores[i]))
+    }
+
+    /// Each member's positive parts as shares of its own total, times its weight, summed.
+    fn explain_items(&self, _: &Model, req: &Request, history: &[(u32, f32)], targets: &[Option<usize>]) -> Result<Vec<Vec<(u32, f32)>>> {
+        let member_parts = self
+            .members
+            .iter()
+            .map(|(w, member)| Ok((*w, member.algorithm.explain_items(member, req, history, targets)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((0..targets.len())
+            .map(|t| {
+                let mut total: HashMap<u32, f32> = HashMap::new();
+                for (w, parts) in &member_parts {
+                    let parts = top_k(parts[t].iter().copied(), usize::MAX);
+                    let sum: f32 = parts.iter().map(|p| p.1.max(0.0)).sum();
+                    for &(j, c) in parts.iter().filter(|p| p.1 > 0.0) {
+                        *total.entry(j).or_default() += w * c / sum;
+                    }
+                }
+                total.into_iter().filter(|p| p.1 > 0.0).collect()
+            })
+            .collect())
+    }
+
+    /// The highest-weighted member that has item similarities answers for the hybrid.
+    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        let mut by_weight: Vec<&(f32, Model)> = self.members.iter().collect();
+        by_weight.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, member) in by_weight {
+            match member.algorithm.similar_items(member, item, n) {
+                Err(e) if e.kind == crate::engine::ErrorKind::Unsupported => continue,
+                answer => return answer,
+            }
+        }
+        Err(unsupported("similar_items", "hybrid", "add an item_knn, ease, content or factor member"))
+    }
+
+    fn reads_item_text(&self) -> bool {
+        self.members.iter().any(|m| m.1.reads_item_text())
+    }
+
+    /// Each member's arrays under `members.<i>.`, and in the state the fusion and each
+    /// member's algorithm, weight, prefix and state.
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.set("fusion", self.fusion.name());
+        let mut members = Vec::new();
+        for (i, (weight, m)) in self.members.iter().enumerate() {
+            let mut part = out.nested(&format!("members.{i}."));
+            m.algorithm.store(&mut part)?;
+            let prefix = part.prefix().to_string();
+            members.push(json!({"algorithm": m.algorithm_name(), "weight": weight, "prefix": prefix, "state": part.state}));
+        }
+        out.set("members", members);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

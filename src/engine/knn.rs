@@ -6,7 +6,10 @@ use serde_json::Value;
 
 use crate::engine::format::{corrupt, In, Out};
 use crate::engine::interactions::{Csr, Interactions};
+use crate::engine::model::{similar_from, Model, Request, Scored};
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::topk::top_k;
 use crate::engine::{Progress, Result};
 
@@ -355,18 +358,6 @@ fn neighbours_of(i: usize, by_user: &Csr, by_item: &Csr, norms: &[f64], params: 
 }
 
 impl RatingKnn {
-    /// Its part of the model file: `neighbors.*`, `baselines.item_bias`; state: mean, reg_u,
-    /// range, k.
-    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
-        out.neighbors("neighbors", &self.neighbors);
-        let b = &self.baselines;
-        out.f32s("baselines.item_bias", &[b.item_bias.len()], &b.item_bias);
-        out.set("mean", b.mean);
-        out.set("reg_u", b.reg_u);
-        out.set("range", vec![b.range.0, b.range.1]);
-        out.set("k", self.k);
-    }
-
     pub fn load(r: &In, n_items: usize) -> Result<RatingKnn> {
         let neighbors = r.neighbors("neighbors", n_items)?;
         let item_bias = r.f32s("baselines.item_bias", Some(&[n_items]))?;
@@ -398,6 +389,113 @@ pub fn range_of(r: &In) -> Result<(f32, f32)> {
     {
         Some(&[lo, hi]) => Ok((lo as f32, hi as f32)),
         _ => Err(corrupt("state \"range\" is not [low, high]")),
+    }
+}
+
+impl Trainer for ItemKnnParams {
+    fn needs_ratings(&self) -> bool {
+        self.similarity.for_ratings()
+    }
+
+    fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize {
+        memory_estimate(data.n_items(), data.nnz(), self, threads)
+    }
+
+    fn fit(&self, data: &Interactions, _: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(match fit(data, self, pool, progress)? {
+            Fitted::TopN(nb) => Box::new(nb),
+            Fitted::Ratings(r) => Box::new(r),
+        })
+    }
+}
+
+/// Item-kNN on a co-occurrence similarity: the neighbour lists are the model.
+impl Recommender for Neighbors {
+    fn name(&self) -> &'static str {
+        "item_knn"
+    }
+
+    fn score(&self, m: &Model, _: &Request, history: &[(u32, f32)]) -> Result<Option<Scored>> {
+        let (mut scores, mut reached) = (vec![0f32; m.n_items()], vec![false; m.n_items()]);
+        self.score_history(history, &mut scores, &mut reached);
+        Ok(Some(Scored::reached(scores, reached)))
+    }
+
+    /// weight × similarity of each history item that has `i` among its neighbours.
+    fn contributions(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(history
+            .iter()
+            .filter_map(|&(j, w)| {
+                let (idx, s) = self.row(j as usize);
+                idx.iter().position(|&x| x as usize == i).map(|p| (j, w * s[p]))
+            })
+            .collect())
+    }
+
+    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(similar_from(self, item, n))
+    }
+
+    fn item_neighbors(&self) -> Option<&Neighbors> {
+        Some(self)
+    }
+
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.neighbors("neighbors", self);
+        Ok(())
+    }
+}
+
+impl Recommender for RatingKnn {
+    fn name(&self) -> &'static str {
+        "item_knn"
+    }
+
+    /// With no known history the user's bias is 0: the baselines are the prediction.
+    fn scores_unknown_history(&self) -> bool {
+        true
+    }
+
+    fn score(&self, m: &Model, _: &Request, history: &[(u32, f32)]) -> Result<Option<Scored>> {
+        let (rated, bu) = self.user_state(history, m.n_items());
+        let scored = Scored::all((0..m.n_items()).map(|i| self.predict(i, &rated, bu).0).collect());
+        Ok(Some(Scored { placed: !history.is_empty(), ..scored }))
+    }
+
+    fn predict(&self, m: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Option<f32>> {
+        let (rated, bu) = self.user_state(history, m.n_items());
+        Ok(Some(RatingKnn::predict(self, i, &rated, bu).0))
+    }
+
+    fn contributions(&self, m: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        let (rated, bu) = self.user_state(history, m.n_items());
+        Ok(RatingKnn::predict(self, i, &rated, bu).1)
+    }
+
+    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(similar_from(&self.neighbors, item, n))
+    }
+
+    fn item_neighbors(&self) -> Option<&Neighbors> {
+        Some(&self.neighbors)
+    }
+
+    fn predicts_ratings(&self) -> bool {
+        true
+    }
+
+    /// Its part of the model file: `neighbors.*`, `baselines.item_bias`; state: mean, reg_u,
+    /// range, k.
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.set("ratings", true);
+        out.neighbors("neighbors", &self.neighbors);
+        let b = &self.baselines;
+        out.f32s("baselines.item_bias", &[b.item_bias.len()], &b.item_bias);
+        out.set("mean", b.mean);
+        out.set("reg_u", b.reg_u);
+        out.set("range", vec![b.range.0, b.range.1]);
+        out.set("k", self.k);
+        Ok(())
     }
 }
 

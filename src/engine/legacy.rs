@@ -9,10 +9,12 @@ use crate::engine::content::Content;
 use crate::engine::ease::Ease;
 use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::format::{check_csr, check_neighbors};
-use crate::engine::hybrid::Fusion;
+use crate::engine::hybrid::{Fusion, Hybrid};
 use crate::engine::interactions::Csr;
 use crate::engine::knn::{Baselines, Neighbors, RatingKnn};
-use crate::engine::model::{Algorithm, Hybrid, Model};
+use crate::engine::model::Model;
+use crate::engine::popularity::Popularity;
+use crate::engine::recommender::Recommender;
 use crate::engine::ncf::Ncf;
 use crate::engine::neural::Weights;
 use crate::engine::sequential::Sasrec;
@@ -122,22 +124,22 @@ pub fn decode(bytes: &[u8]) -> Result<Model> {
     if popularity.len() != item_ids.len() {
         return Err(corrupt("popularity length"));
     }
-    let algorithm = match name.as_str() {
-        "popularity" => Algorithm::Popularity,
-        "item_knn" => Algorithm::ItemKnn(decode_neighbors(&mut r, item_ids.len())?),
-        "user_knn" => Algorithm::UserKnn(decode_user_knn(&mut r, item_ids.len())?),
+    let algorithm: Box<dyn Recommender> = match name.as_str() {
+        "popularity" => Box::new(Popularity),
+        "item_knn" => Box::new(decode_neighbors(&mut r, item_ids.len())?),
+        "user_knn" => Box::new(decode_user_knn(&mut r, item_ids.len())?),
         "ncf" => {
             let user_ids = r.i64s()?;
             let bytes = r.bytes()?;
-            Algorithm::Ncf(Weights::from_safetensors(&bytes).and_then(|w| Ncf::checked(user_ids, item_ids.len(), w)).map_err(|e| corrupt(&e.message))?)
+            Box::new(Weights::from_safetensors(&bytes).and_then(|w| Ncf::checked(user_ids, item_ids.len(), w)).map_err(|e| corrupt(&e.message))?)
         }
         "sequential" => {
             let (max_len, blocks, bytes) = (r.u64()? as usize, r.u64()? as usize, r.bytes()?);
-            Algorithm::Sequential(
+            Box::new(
                 Weights::from_safetensors(&bytes).and_then(|w| Sasrec::checked(max_len, blocks, item_ids.len(), w)).map_err(|e| corrupt(&e.message))?,
             )
         }
-        "two_tower" => Algorithm::TwoTower(
+        "two_tower" => Box::new(
             Weights::from_safetensors(&r.bytes()?)
                 .and_then(|w| TwoTower::from_weights(w, item_ids.len()))
                 .map_err(|e| corrupt(&e.message))?,
@@ -160,7 +162,7 @@ pub fn decode(bytes: &[u8]) -> Result<Model> {
             }
             let mut c = Content::new(terms, idf, flags[0] as usize, flags[1] == 1, vectors, neighbors);
             c.half_life = f32::from_bits(flags[2] as u32);
-            Algorithm::Content(c)
+            Box::new(c)
         }
         "hybrid" => {
             let fusion = Fusion::from_code(r.u64()?).ok_or_else(|| corrupt("hybrid fusion"))?;
@@ -169,7 +171,7 @@ pub fn decode(bytes: &[u8]) -> Result<Model> {
                 .iter()
                 .map(|&w| {
                     let m = decode(&r.bytes()?)?;
-                    if m.item_ids != item_ids || matches!(m.algorithm, Algorithm::Hybrid(_)) {
+                    if m.item_ids != item_ids || m.algorithm.name() == "hybrid" {
                         return Err(corrupt("hybrid member catalogue"));
                     }
                     Ok((w, m))
@@ -178,7 +180,7 @@ pub fn decode(bytes: &[u8]) -> Result<Model> {
             if members.len() < 2 {
                 return Err(corrupt("hybrid members"));
             }
-            Algorithm::Hybrid(Hybrid { members, fusion })
+            Box::new(Hybrid { members, fusion })
         }
         "item_knn_ratings" => {
             let neighbors = decode_neighbors(&mut r, item_ids.len())?;
@@ -187,7 +189,7 @@ pub fn decode(bytes: &[u8]) -> Result<Model> {
                 return Err(corrupt("rating baselines"));
             }
             let baselines = Baselines { mean: s[0], item_bias, reg_u: s[1], range: (s[2], s[3]) };
-            Algorithm::RatingKnn(RatingKnn { neighbors, baselines, k })
+            Box::new(RatingKnn { neighbors, baselines, k })
         }
         "ease" => {
             let n = item_ids.len();
@@ -195,10 +197,10 @@ pub fn decode(bytes: &[u8]) -> Result<Model> {
             if weights.len() != n * n {
                 return Err(corrupt("EASE weights"));
             }
-            Algorithm::Ease(Ease { weights, neighbors: decode_neighbors(&mut r, n)? })
+            Box::new(Ease { weights, neighbors: decode_neighbors(&mut r, n)? })
         }
         other => match FactorKind::from_name(other) {
-            Some(kind) => Algorithm::Factors(decode_factors(&mut r, kind, item_ids.len())?),
+            Some(kind) => Box::new(decode_factors(&mut r, kind, item_ids.len())?),
             None => return Err(corrupt(&format!("unknown algorithm \"{other}\""))),
         },
     };

@@ -10,7 +10,9 @@
 use crate::engine::factors::{fingerprints, FactorKind, Factors};
 use crate::engine::interactions::Interactions;
 use crate::engine::linalg::{axpy, dot};
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
 use crate::engine::{Progress, Result};
 
@@ -161,6 +163,24 @@ pub fn fit(data: &Interactions, p: &MfParams, progress: &mut dyn Progress) -> Re
         gram: Vec::new(),
     }
     .with_gram())
+}
+
+impl Trainer for MfParams {
+    fn needs_ratings(&self) -> bool {
+        true
+    }
+
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_users(), data.n_items(), data.nnz(), self)
+    }
+
+    fn fit(&self, data: &Interactions, _: DeviceChoice, _: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, progress)?))
+    }
+
+    fn fold_in(&self) -> Option<(f32, f32)> {
+        Some((self.reg, 0.0))
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod neural;
 pub mod model;
 pub mod params;
 pub mod popularity;
+pub mod recommender;
 pub mod rng;
 pub mod sequential;
 pub mod similarity;

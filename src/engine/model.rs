@@ -1,55 +1,174 @@
 //! A trained model as serving sees it: the item catalogue, popularity (the cold-start answer)
-//! and the algorithm's own state. Training dispatch, serving, encoding and decoding live here;
-//! each algorithm's mathematics lives in its own module.
+//! and the algorithm's trained state behind `Recommender`. What is common to every algorithm
+//! lives here — the registry, ranking, exclusion, candidates, the popularity fill, reasons,
+//! leave-one-out explanations, the model file's entry points — and each algorithm's training,
+//! scoring and storage live in its own module (see `recommender`).
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::engine::als::{self, AlsParams};
-use crate::engine::bpr::{self, BprParams};
-use crate::engine::content::{self, Content, ContentParams};
-use crate::engine::ease::{self, Ease, EaseParams};
-use crate::engine::hybrid::{self, Fusion, MemberScores, MemberSpec};
+use crate::engine::als::AlsParams;
+use crate::engine::bpr::BprParams;
+use crate::engine::content::{Content, ContentParams};
+use crate::engine::ease::{Ease, EaseParams};
 use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::format::{self, corrupt, In, Out, Tensors};
+use crate::engine::hybrid::{Hybrid, HybridSpec};
 use crate::engine::interactions::{index_of, Interactions};
-use crate::engine::knn::{self, ItemKnnParams, Neighbors, RatingKnn};
+use crate::engine::knn::{ItemKnnParams, Neighbors, RatingKnn};
 use crate::engine::legacy;
-use crate::engine::mf::{self, MfParams};
-use crate::engine::ncf::{self, Ncf, NcfParams};
+use crate::engine::mf::MfParams;
+use crate::engine::ncf::{Ncf, NcfParams};
 use crate::engine::neural::DeviceChoice;
-use crate::engine::sequential::{self, Sasrec, SeqParams};
 use crate::engine::params::Params;
-use crate::engine::popularity::item_popularity;
-use crate::engine::svd::{self, SvdParams};
+use crate::engine::popularity::{item_popularity, Popularity};
+use crate::engine::recommender::{Recommender, Trainer};
+use crate::engine::sequential::{Sasrec, SeqParams};
+use crate::engine::svd::SvdParams;
 use crate::engine::topk::top_k;
-use crate::engine::two_tower::{self, TwoTower, TwoTowerParams};
-use crate::engine::userknn::{self, Scratch, UserKnn, UserKnnParams};
-use crate::engine::{ErrorKind, Progress, RecsysError, Result};
+use crate::engine::two_tower::{TwoTower, TwoTowerParams};
+use crate::engine::userknn::{UserKnn, UserKnnParams};
+use crate::engine::{Progress, RecsysError, Result};
 
 /// Leave-one-out explanations re-score the user at most this many times (latest items first).
 const OCCLUSION_ITEMS: usize = 50;
 
-pub const ALGORITHMS: &[&str] = &["popularity", "item_knn", "user_knn", "ease", "svd", "biased_mf", "svdpp", "als", "bpr", "ncf", "sequential", "two_tower", "content", "hybrid"];
+/// An algorithm's typed params from a params object (`name` is the registered name).
+pub type Parser = fn(name: &str, p: &mut Params) -> Result<Box<dyn Trainer>>;
+/// An algorithm's trained state from its part of a model file, over the catalogue `item_ids`.
+pub type Loader = fn(name: &str, r: &In, item_ids: &[i64], popularity: &[f32]) -> Result<Box<dyn Recommender>>;
 
-/// Each algorithm's family and what it does in one line, for `recsys.algorithms`.
-const ABOUT: &[(&str, &str, &str)] = &[
-    ("popularity", "baseline", "items ranked by how many distinct users have them"),
-    ("item_knn", "neighbourhood", "top-k similar items per item (cosine/jaccard co-occurrence, or rating similarities with baselines)"),
-    ("user_knn", "neighbourhood", "the k most similar users to the live history vote for their items"),
-    ("ease", "linear", "EASE: closed-form item-item autoencoder, B = I - P diag(1/diag P), P = (X'X + lambda I)^-1"),
-    ("svd", "factorization", "PureSVD: truncated randomized SVD of the user-item matrix"),
-    ("biased_mf", "factorization", "biased matrix factorization (Funk SVD) for explicit ratings"),
-    ("svdpp", "factorization", "SVD++: biased MF plus implicit feedback, for explicit ratings"),
-    ("als", "factorization", "implicit-feedback ALS (Hu, Koren, Volinsky) with conjugate gradient"),
-    ("bpr", "factorization", "Bayesian Personalized Ranking with item biases"),
-    ("ncf", "neural", "NeuMF (GMF + MLP) trained with Candle"),
-    ("sequential", "neural", "SASRec next-item model trained with Candle (needs time_column)"),
-    ("two_tower", "neural", "two-tower retrieval over item text and ids, trained with Candle (needs items, item_text)"),
-    ("content", "content", "TF-IDF over item text, cosine with the live history's profile (needs items, item_text)"),
-    ("hybrid", "hybrid", "members trained together, scores fused (z-scores or reciprocal rank)"),
+/// One algorithm as `recsys.train` and the model file name it.
+pub struct Registration {
+    pub name: &'static str,
+    pub family: &'static str,
+    pub description: &'static str,
+    pub parse: Parser,
+    pub load: Loader,
+}
+
+fn boxed<T: Trainer + 'static>(t: T) -> Result<Box<dyn Trainer>> {
+    Ok(Box::new(t))
+}
+
+fn factors(name: &str, r: &In, item_ids: &[i64], _: &[f32]) -> Result<Box<dyn Recommender>> {
+    let kind = FactorKind::from_name(name).ok_or_else(|| corrupt(&format!("unknown factor model \"{name}\"")))?;
+    Ok(Box::new(Factors::load(r, kind, item_ids.len())?))
+}
+
+/// Every algorithm, once: adding one is a module that implements `Trainer` and `Recommender`
+/// and a line here.
+pub const REGISTRY: &[Registration] = &[
+    Registration {
+        name: "popularity",
+        family: "baseline",
+        description: "items ranked by how many distinct users have them",
+        parse: |_, _| boxed(Popularity),
+        load: |_, _, _, _| Ok(Box::new(Popularity)),
+    },
+    Registration {
+        name: "item_knn",
+        family: "neighbourhood",
+        description: "top-k similar items per item (cosine/jaccard co-occurrence, or rating similarities with baselines)",
+        parse: |_, p| boxed(ItemKnnParams::from_params(p)?),
+        load: |_, r, ids, _| {
+            Ok(if r.state.get("ratings") == Some(&Value::Bool(true)) {
+                Box::new(RatingKnn::load(r, ids.len())?)
+            } else {
+                Box::new(r.neighbors("neighbors", ids.len())?)
+            })
+        },
+    },
+    Registration {
+        name: "user_knn",
+        family: "neighbourhood",
+        description: "the k most similar users to the live history vote for their items",
+        parse: |_, p| boxed(UserKnnParams::from_params(p)?),
+        load: |_, r, ids, _| Ok(Box::new(UserKnn::load(r, ids.len())?)),
+    },
+    Registration {
+        name: "ease",
+        family: "linear",
+        description: "EASE: closed-form item-item autoencoder, B = I - P diag(1/diag P), P = (X'X + lambda I)^-1",
+        parse: |_, p| boxed(EaseParams::from_params(p)?),
+        load: |_, r, ids, _| Ok(Box::new(Ease::load(r, ids.len())?)),
+    },
+    Registration {
+        name: "svd",
+        family: "factorization",
+        description: "PureSVD: truncated randomized SVD of the user-item matrix",
+        parse: |_, p| boxed(SvdParams::from_params(p)?),
+        load: factors,
+    },
+    Registration {
+        name: "biased_mf",
+        family: "factorization",
+        description: "biased matrix factorization (Funk SVD) for explicit ratings",
+        parse: |_, p| boxed(MfParams::from_params(p, false)?),
+        load: factors,
+    },
+    Registration {
+        name: "svdpp",
+        family: "factorization",
+        description: "SVD++: biased MF plus implicit feedback, for explicit ratings",
+        parse: |_, p| boxed(MfParams::from_params(p, true)?),
+        load: factors,
+    },
+    Registration {
+        name: "als",
+        family: "factorization",
+        description: "implicit-feedback ALS (Hu, Koren, Volinsky) with conjugate gradient",
+        parse: |_, p| boxed(AlsParams::from_params(p)?),
+        load: factors,
+    },
+    Registration {
+        name: "bpr",
+        family: "factorization",
+        description: "Bayesian Personalized Ranking with item biases",
+        parse: |_, p| boxed(BprParams::from_params(p)?),
+        load: factors,
+    },
+    Registration {
+        name: "ncf",
+        family: "neural",
+        description: "NeuMF (GMF + MLP) trained with Candle",
+        parse: |_, p| boxed(NcfParams::from_params(p)?),
+        load: |_, r, ids, _| Ok(Box::new(Ncf::load(r, ids.len())?)),
+    },
+    Registration {
+        name: "sequential",
+        family: "neural",
+        description: "SASRec next-item model trained with Candle (needs time_column)",
+        parse: |_, p| boxed(SeqParams::from_params(p)?),
+        load: |_, r, ids, _| Ok(Box::new(Sasrec::load(r, ids.len())?)),
+    },
+    Registration {
+        name: "two_tower",
+        family: "neural",
+        description: "two-tower retrieval over item text and ids, trained with Candle (needs items, item_text)",
+        parse: |_, p| boxed(TwoTowerParams::from_params(p)?),
+        load: |_, r, ids, _| Ok(Box::new(TwoTower::load(r, ids.len())?)),
+    },
+    Registration {
+        name: "content",
+        family: "content",
+        description: "TF-IDF over item text, cosine with the live history's profile (needs items, item_text)",
+        parse: |_, p| boxed(ContentParams::from_params(p)?),
+        load: |_, r, ids, _| Ok(Box::new(Content::load(r, ids.len())?)),
+    },
+    Registration {
+        name: "hybrid",
+        family: "hybrid",
+        description: "members trained together, scores fused (z-scores or reciprocal rank)",
+        parse: |_, p| boxed(HybridSpec::from_params(p)?),
+        load: |_, r, ids, popularity| Ok(Box::new(Hybrid::load(r, ids, popularity)?)),
+    },
 ];
+
+fn registered(name: &str) -> Option<&'static Registration> {
+    REGISTRY.iter().find(|r| r.name == name)
+}
 
 /// One row of `recsys.algorithms`: what an algorithm is and the params it takes, read from the
 /// same parsing code that checks them (defaults, ranges, allowed values).
@@ -65,204 +184,80 @@ pub struct AlgorithmInfo {
 }
 
 pub fn algorithm_catalog() -> Vec<AlgorithmInfo> {
-    ALGORITHMS
+    REGISTRY
         .iter()
-        .map(|&name| {
-            let (family, description) = ABOUT.iter().find(|a| a.0 == name).map(|a| (a.1, a.2)).unwrap_or(("", ""));
-            let mut p = Params::parse(name, &Value::Null).expect("an empty params object parses");
+        .map(|r| {
+            let mut p = Params::parse(r.name, &Value::Null).expect("an empty params object parses");
             // With no params the defaults are what is described; a hybrid without members fails
             // after asking for them, which is still described.
-            let spec = Spec::parse_with(name, &mut p).ok();
-            let has = |f: fn(&Spec) -> bool| spec.as_ref().is_some_and(f);
+            let spec = (r.parse)(r.name, &mut p).ok();
+            let has = |f: fn(&dyn Trainer) -> bool| spec.as_deref().is_some_and(f);
             AlgorithmInfo {
-                name,
-                family,
-                description,
-                needs_ratings: has(Spec::needs_ratings),
-                needs_time: has(Spec::needs_time),
-                needs_item_text: has(Spec::needs_item_text),
-                neural: has(Spec::is_neural),
+                name: r.name,
+                family: r.family,
+                description: r.description,
+                needs_ratings: has(|t| t.needs_ratings()),
+                needs_time: has(|t| t.needs_time()),
+                needs_item_text: has(|t| t.needs_item_text()),
+                neural: has(|t| t.is_neural()),
                 params: Value::from(std::mem::take(&mut p.described)),
             }
         })
         .collect()
 }
-const FACTOR_MODELS: &str = "svd, biased_mf, svdpp, als or bpr";
 
 /// A validated training request: the algorithm and its typed parameters.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Spec {
-    Popularity,
-    ItemKnn(ItemKnnParams),
-    UserKnn(UserKnnParams),
-    Ease(EaseParams),
-    Svd(SvdParams),
-    Mf(MfParams),
-    Als(AlsParams),
-    Bpr(BprParams),
-    Ncf(NcfParams),
-    Sequential(SeqParams),
-    TwoTower(TwoTowerParams),
-    Content(ContentParams),
-    Hybrid(Vec<MemberSpec<Spec>>, Fusion),
+#[derive(Debug)]
+pub struct Spec {
+    pub algorithm: &'static str,
+    trainer: Box<dyn Trainer>,
 }
 
 impl Spec {
     /// Check the algorithm name and params before any data is read. Returns the spec and the
     /// effective params (defaults filled in) to store in the catalog.
     pub fn parse(algorithm: &str, params: &Value) -> Result<(Spec, Value)> {
+        let Some(r) = registered(algorithm) else {
+            return Err(RecsysError::invalid(format!("unknown algorithm \"{algorithm}\""))
+                .with_detail(format!("known algorithms: {}", REGISTRY.iter().map(|r| r.name).collect::<Vec<_>>().join(", "))));
+        };
         let mut p = Params::parse(algorithm, params)?;
-        let spec = Spec::parse_with(algorithm, &mut p)?;
-        Ok((spec, p.finish()?))
+        let trainer = (r.parse)(r.name, &mut p)?;
+        Ok((Spec { algorithm: r.name, trainer }, p.finish()?))
     }
 
-    fn parse_with(algorithm: &str, p: &mut Params) -> Result<Spec> {
-        Ok(match algorithm {
-            "popularity" => Spec::Popularity,
-            "item_knn" => Spec::ItemKnn(ItemKnnParams::from_params(p)?),
-            "user_knn" => Spec::UserKnn(UserKnnParams::from_params(p)?),
-            "ease" => Spec::Ease(EaseParams::from_params(p)?),
-            "svd" => Spec::Svd(SvdParams::from_params(p)?),
-            "biased_mf" => Spec::Mf(MfParams::from_params(p, false)?),
-            "svdpp" => Spec::Mf(MfParams::from_params(p, true)?),
-            "als" => Spec::Als(AlsParams::from_params(p)?),
-            "bpr" => Spec::Bpr(BprParams::from_params(p)?),
-            "ncf" => Spec::Ncf(NcfParams::from_params(p)?),
-            "sequential" => Spec::Sequential(SeqParams::from_params(p)?),
-            "two_tower" => Spec::TwoTower(TwoTowerParams::from_params(p)?),
-            "content" => Spec::Content(ContentParams::from_params(p)?),
-            "hybrid" => {
-                let (members, fusion) = hybrid::parse_params(p, Spec::parse)?;
-                Spec::Hybrid(members, fusion)
-            }
-            other => {
-                return Err(RecsysError::invalid(format!("unknown algorithm \"{other}\""))
-                    .with_detail(format!("known algorithms: {}", ALGORITHMS.join(", "))))
-            }
-        })
-    }
-
-    /// Rating-prediction models need a rating column.
     pub fn needs_ratings(&self) -> bool {
-        match self {
-            Spec::Mf(_) => true,
-            Spec::ItemKnn(p) => p.similarity.for_ratings(),
-            Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.needs_ratings()),
-            _ => false,
-        }
+        self.trainer.needs_ratings()
     }
 
     /// Why this spec cannot train without a rating column (None: it can): rating-prediction
-    /// models, and user_knn's pearson, which correlates ratings (over implicit weights, all 1,
-    /// every user has zero variance and the model would have no neighbours).
+    /// models, and user_knn's pearson.
     pub fn rating_column_needed(&self) -> Option<&'static str> {
-        match self {
-            _ if self.needs_ratings() => Some("predicts ratings"),
-            Spec::UserKnn(p) if p.similarity == crate::engine::userknn::UserSimilarity::Pearson => {
-                Some("with similarity \"pearson\" correlates ratings")
-            }
-            Spec::Hybrid(m, _) => m.iter().find_map(|m| m.spec.rating_column_needed()),
-            _ => None,
-        }
+        self.trainer.rating_column_needed()
     }
 
-    /// Models trained with Candle (they honour recsys.device).
     pub fn is_neural(&self) -> bool {
-        match self {
-            Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.is_neural()),
-            _ => matches!(self, Spec::Ncf(_) | Spec::Sequential(_) | Spec::TwoTower(_)),
-        }
+        self.trainer.is_neural()
     }
 
-    /// Models that read item text (an items table).
     pub fn needs_item_text(&self) -> bool {
-        match self {
-            Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.needs_item_text()),
-            _ => matches!(self, Spec::TwoTower(_) | Spec::Content(_)),
-        }
+        self.trainer.needs_item_text()
     }
 
-    /// Sequential models learn from the time order of the rows.
     pub fn needs_time(&self) -> bool {
-        match self {
-            Spec::Hybrid(m, _) => m.iter().any(|m| m.spec.needs_time()),
-            Spec::Content(p) => p.half_life > 0.0,
-            _ => matches!(self, Spec::Sequential(_)),
-        }
+        self.trainer.needs_time()
     }
 
-    /// Bytes the fit will allocate, so the caller can refuse before allocating.
+    /// Bytes the fit will allocate (the catalogue's own arrays included).
     pub fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize {
-        let (u, i, nnz) = (data.n_users(), data.n_items(), data.nnz());
-        i * 12
-            + match self {
-                Spec::Popularity => 0,
-                Spec::ItemKnn(p) => knn::memory_estimate(i, nnz, p, threads),
-                Spec::UserKnn(p) => userknn::memory_estimate(u, nnz, p, threads),
-                Spec::Ease(_) => ease::memory_estimate(u, i),
-                Spec::Svd(p) => svd::memory_estimate(u, i, nnz, p),
-                Spec::Mf(p) => mf::memory_estimate(u, i, nnz, p),
-                Spec::Als(p) => als::memory_estimate(u, i, nnz, p.factors),
-                Spec::Bpr(p) => bpr::memory_estimate(u, i, nnz, p.factors),
-                Spec::Ncf(p) => ncf::memory_estimate(u, i, nnz, p),
-                Spec::Sequential(p) => sequential::memory_estimate(i, p) + nnz * 16,
-                Spec::TwoTower(p) => two_tower::memory_estimate(i, text_bytes(data), p) + nnz * 4,
-                Spec::Content(p) => content::memory_estimate(i, text_bytes(data), p),
-                Spec::Hybrid(m, _) => m.iter().map(|m| m.spec.memory_estimate(data, threads)).sum(),
-            }
+        data.n_items() * 12 + self.trainer.memory_estimate(data, threads)
     }
 
     /// Fit on `pool`; neural models train on `device` (the others ignore it).
     pub fn fit(&self, data: &Interactions, device: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Model> {
-        let algorithm = match self {
-            Spec::Popularity => Algorithm::Popularity,
-            Spec::ItemKnn(p) => match knn::fit(data, p, pool, progress)? {
-                knn::Fitted::TopN(nb) => Algorithm::ItemKnn(nb),
-                knn::Fitted::Ratings(r) => Algorithm::RatingKnn(r),
-            },
-            Spec::UserKnn(p) => Algorithm::UserKnn(userknn::fit(data, p, pool, progress)?),
-            Spec::Ease(p) => Algorithm::Ease(ease::fit(data, p, pool, progress)?),
-            Spec::Svd(p) => Algorithm::Factors(svd::fit(data, p, pool, progress)?),
-            Spec::Mf(p) => Algorithm::Factors(mf::fit(data, p, progress)?),
-            Spec::Als(p) => Algorithm::Factors(als::fit(data, p, pool, progress)?),
-            Spec::Bpr(p) => Algorithm::Factors(bpr::fit(data, p, progress)?),
-            Spec::Ncf(p) => Algorithm::Ncf(ncf::fit(data, p, device, pool, progress)?),
-            Spec::Sequential(p) => Algorithm::Sequential(sequential::fit(data, p, device, pool, progress)?),
-            Spec::TwoTower(p) => Algorithm::TwoTower(two_tower::fit(data, p, device, pool, progress)?),
-            Spec::Content(p) => Algorithm::Content(content::fit(data, p, pool, progress)?),
-            Spec::Hybrid(members, fusion) => Algorithm::Hybrid(Hybrid {
-                members: members
-                    .iter()
-                    .map(|m| Ok((m.weight, m.spec.fit(data, device, pool, progress)?)))
-                    .collect::<Result<_>>()?,
-                fusion: *fusion,
-            }),
-        };
+        let algorithm = self.trainer.fit(data, device, pool, progress)?;
         Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm, params: Value::Null })
     }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Algorithm {
-    Popularity,
-    ItemKnn(Neighbors),
-    /// Item-kNN on a rating similarity, predicting ratings (KNNBaseline).
-    RatingKnn(RatingKnn),
-    UserKnn(UserKnn),
-    Ease(Ease),
-    Factors(Factors),
-    Ncf(Ncf),
-    Sequential(Sasrec),
-    TwoTower(TwoTower),
-    Content(Content),
-    Hybrid(Hybrid),
-}
-
-/// Member models (with their weights) trained on the same data, so on the same catalogue.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Hybrid {
-    pub members: Vec<(f32, Model)>,
-    pub fusion: Fusion,
 }
 
 /// Recommendations with optional reasons, and whether the history placed the user.
@@ -273,34 +268,49 @@ pub struct Answer {
 
 /// Every trained item's score for one request and which items the model reached (the others
 /// are filled by popularity), plus eligible untrained items scored from their text.
-struct Scored {
-    scores: Vec<f32>,
-    reached: Vec<bool>,
-    cold: Vec<(i64, f32)>,
+pub struct Scored {
+    pub scores: Vec<f32>,
+    pub reached: Vec<bool>,
+    pub cold: Vec<(i64, f32)>,
     /// Whether the user's history placed the user (false: the popularity answer).
-    placed: bool,
+    pub placed: bool,
 }
 
 impl Scored {
-    fn popular(m: &Model) -> Scored {
+    pub fn popular(m: &Model) -> Scored {
         Scored { scores: m.popularity.clone(), reached: vec![true; m.n_items()], cold: Vec::new(), placed: false }
     }
 
-    fn all(scores: Vec<f32>) -> Scored {
+    /// Scores for every item, all reached.
+    pub fn all(scores: Vec<f32>) -> Scored {
         let n = scores.len();
         Scored { scores, reached: vec![true; n], cold: Vec::new(), placed: true }
     }
+
+    /// Scores of the items reached (the others are filled by popularity).
+    pub fn reached(scores: Vec<f32>, reached: Vec<bool>) -> Scored {
+        Scored { scores, reached, cold: Vec::new(), placed: true }
+    }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Model {
     /// Known items, ascending; an item's index is its position here.
     pub item_ids: Vec<i64>,
     pub popularity: Vec<f32>,
-    pub algorithm: Algorithm,
+    pub algorithm: Box<dyn Recommender>,
     /// The effective training params, kept in the model file (Null for hybrid members and
     /// models read from the 0.1.0-0.3.0 format).
     pub params: Value,
+}
+
+impl PartialEq for Model {
+    fn eq(&self, other: &Model) -> bool {
+        self.item_ids == other.item_ids
+            && self.popularity == other.popularity
+            && self.params == other.params
+            && self.algorithm.dyn_eq(other.algorithm.as_any())
+    }
 }
 
 /// What a caller asks of `recommend`.
@@ -319,195 +329,41 @@ pub struct Request<'a> {
     pub items: &'a [(i64, String)],
 }
 
+impl<'a> Request<'a> {
+    /// A request that only scores (predict, explain): no list, nothing excluded, no items table.
+    pub fn scoring(user_id: Option<i64>, history: &'a [(i64, f32)]) -> Request<'a> {
+        Request { user_id, history, n: 0, exclude_seen: false, candidates: None, items: &[] }
+    }
+}
+
 impl Model {
     pub fn algorithm_name(&self) -> &'static str {
-        match &self.algorithm {
-            Algorithm::Popularity => "popularity",
-            Algorithm::ItemKnn(_) | Algorithm::RatingKnn(_) => "item_knn",
-            Algorithm::UserKnn(_) => "user_knn",
-            Algorithm::Ease(_) => "ease",
-            Algorithm::Factors(f) => f.kind.name(),
-            Algorithm::Ncf(_) => "ncf",
-            Algorithm::Sequential(_) => "sequential",
-            Algorithm::TwoTower(_) => "two_tower",
-            Algorithm::Content(_) => "content",
-            Algorithm::Hybrid(_) => "hybrid",
-        }
-    }
-
-    /// Stored top neighbours per item (item-kNN similarities, EASE's largest weights).
-    fn neighbor_lists(&self) -> Option<&Neighbors> {
-        match &self.algorithm {
-            Algorithm::ItemKnn(nb) => Some(nb),
-            Algorithm::RatingKnn(r) => Some(&r.neighbors),
-            Algorithm::Ease(e) => Some(&e.neighbors),
-            Algorithm::Content(c) => Some(&c.neighbors),
-            _ => None,
-        }
-    }
-
-    /// A user-kNN user's neighbours from their live history (a trained user is not their own
-    /// neighbour).
-    fn user_neighbours(&self, m: &UserKnn, user_id: Option<i64>, history: &[(u32, f32)]) -> Vec<(u32, f32)> {
-        let me = user_id.and_then(|u| index_of(&m.user_ids, u));
-        m.similar(history, me, &mut Scratch::new(m.user_ids.len()))
-    }
-
-    /// NCF logits of every item for a trained user (None for a user the model has not seen).
-    fn ncf_scores(&self, m: &Ncf, user_id: Option<i64>) -> Result<Option<Vec<f32>>> {
-        let Some(u) = user_id.and_then(|u| index_of(&m.user_ids, u)) else { return Ok(None) };
-        m.score_all(u, self.n_items()).map(Some)
-    }
-
-    /// Sequential scores of every item from the known history in its given (time) order.
-    fn sequence_scores(&self, m: &Sasrec, history: &[(i64, f32)]) -> Result<Option<Vec<f32>>> {
-        let known: Vec<u32> = history.iter().filter_map(|&(id, _)| index_of(&self.item_ids, id)).collect();
-        if known.is_empty() {
-            return Ok(None);
-        }
-        m.score(&known).map(Some)
-    }
-
-    /// How a text-reading model places the user from the live history: trained items by their
-    /// stored vectors, other items by their text in `items`; None for other models, or when no
-    /// history item is either.
-    fn text_user(&self, history: &[(i64, f32)], items: &[(i64, String)]) -> Result<Option<TextUser>> {
-        match &self.algorithm {
-            Algorithm::TwoTower(m) => {
-                let texts = untrained_texts(&self.item_ids, history, items);
-                let text_of = |id: i64| texts.get(&id).copied();
-                let k = m.k;
-                let mut vectors: Vec<&[f32]> = Vec::new();
-                let mut cold: Vec<&str> = Vec::new();
-                for &(id, _) in history {
-                    match index_of(&self.item_ids, id) {
-                        Some(i) => vectors.push(&m.item_vectors[i as usize * k..(i as usize + 1) * k]),
-                        None => cold.extend(text_of(id)),
-                    }
-                }
-                let encoded = m.encode_texts(&cold)?;
-                vectors.extend(encoded.chunks(k.max(1)));
-                Ok(m.user_vector(&vectors)?.map(TextUser::Tower))
-            }
-            Algorithm::Content(c) => {
-                let parts = self.content_history(c, history, items);
-                let profile = c.profile(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
-                Ok((!profile.is_empty()).then_some(TextUser::Content(profile)))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// Each history item's content vector (trained: stored; else from its text) with its weight.
-    fn content_history(&self, c: &Content, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<(i64, Vec<u32>, Vec<f32>, f32)> {
-        let texts = untrained_texts(&self.item_ids, history, items);
-        let len = history.len();
-        history
-            .iter()
-            .enumerate()
-            .map(|(p, &(id, w))| (id, w * c.decay(p, len)))
-            .filter_map(|(id, w)| match index_of(&self.item_ids, id) {
-                Some(i) => {
-                    let (t, v) = c.vectors.row(i as usize);
-                    Some((id, t.to_vec(), v.to_vec(), w))
-                }
-                None => texts.get(&id).map(|text| {
-                    let v = c.vectorize(text);
-                    (id, v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), w)
-                }),
-            })
-            .collect()
-    }
-
-    /// Scores of the trained items for a text user, and which ones the model reached.
-    fn text_scores(&self, u: &TextUser) -> (Vec<f32>, Vec<bool>) {
-        match (&self.algorithm, u) {
-            (Algorithm::TwoTower(m), TextUser::Tower(v)) => {
-                let mut s = vec![0f32; self.n_items()];
-                crate::engine::linalg::matvec(&m.item_vectors, m.k, v, &mut s);
-                (s, vec![true; self.n_items()])
-            }
-            (Algorithm::Content(c), TextUser::Content(p)) => {
-                let s = c.scores(p);
-                let reached = s.iter().map(|&x| x > 0.0).collect();
-                (s, reached)
-            }
-            _ => (self.popularity.clone(), vec![true; self.n_items()]),
-        }
-    }
-
-    /// Items of the live items table the model was not trained on, eligible for this request,
-    /// scored from their text (content: only those sharing a term with the profile).
-    fn cold_items(&self, u: &TextUser, req: &Request) -> Result<Vec<(i64, f32)>> {
-        let seen: HashSet<i64> = req.history.iter().map(|p| p.0).collect();
-        let allowed: Option<HashSet<i64>> = req.candidates.map(|c| c.iter().copied().collect());
-        let rows: Vec<&(i64, String)> = req
-            .items
-            .iter()
-            .filter(|(id, _)| index_of(&self.item_ids, *id).is_none())
-            .filter(|(id, _)| !(req.exclude_seen && seen.contains(id)))
-            .filter(|(id, _)| allowed.as_ref().is_none_or(|c| c.contains(id)))
-            .collect();
-        Ok(match (&self.algorithm, u) {
-            (Algorithm::TwoTower(m), TextUser::Tower(v)) => {
-                let texts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-                let e = m.encode_texts(&texts)?;
-                rows.iter().zip(e.chunks(m.k.max(1))).map(|(r, e)| (r.0, crate::engine::linalg::dot(v, e))).collect()
-            }
-            (Algorithm::Content(c), TextUser::Content(p)) => rows
-                .iter()
-                .filter_map(|r| {
-                    let v = c.vectorize(&r.1);
-                    let t: Vec<u32> = v.iter().map(|x| x.0).collect();
-                    let x: Vec<f32> = v.iter().map(|x| x.1).collect();
-                    let s = Content::cosine(p, &t, &x);
-                    (s > 0.0).then_some((r.0, s))
-                })
-                .collect(),
-            _ => Vec::new(),
-        })
+        self.algorithm.name()
     }
 
     /// (user, neighbour, score) rows for `recsys.user_neighbors`, when the model has them.
     pub fn user_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
-        let Algorithm::UserKnn(m) = &self.algorithm else { return None };
-        let nb = &m.neighbors;
-        let mut users = Vec::with_capacity(nb.indices.len());
-        for u in 0..m.user_ids.len() {
-            users.extend(std::iter::repeat_n(m.user_ids[u], nb.indptr[u + 1] - nb.indptr[u]));
-        }
-        let neighbors = nb.indices.iter().map(|&v| m.user_ids[v as usize]).collect();
-        Some((users, neighbors, nb.scores.clone()))
+        self.algorithm.user_neighbors()
     }
 
-    /// Models that read the live items table when serving (two_tower encodes untrained items).
+    /// Models that read the live items table when serving (text models encode untrained items).
     pub fn reads_item_text(&self) -> bool {
-        match &self.algorithm {
-            Algorithm::Hybrid(h) => h.members.iter().any(|m| m.1.reads_item_text()),
-            a => matches!(a, Algorithm::TwoTower(_) | Algorithm::Content(_)),
-        }
+        self.algorithm.reads_item_text()
     }
 
     /// Rating-prediction models: biased_mf, svdpp and item_knn on a rating similarity.
     pub fn predicts_ratings(&self) -> bool {
-        match &self.algorithm {
-            Algorithm::RatingKnn(_) => true,
-            Algorithm::Factors(f) => f.kind.explicit(),
-            _ => false,
-        }
+        self.algorithm.predicts_ratings()
     }
 
     /// The model's factors, for factor models.
     pub fn factors(&self) -> Option<&Factors> {
-        match &self.algorithm {
-            Algorithm::Factors(f) => Some(f),
-            _ => None,
-        }
+        self.algorithm.factors()
     }
 
     /// History (item id, weight) → (item index, weight) for known items, sorted by index:
     /// a canonical order, so float sums (and so ties) do not depend on the order rows were read.
-    fn known_history(&self, history: &[(i64, f32)]) -> Vec<(u32, f32)> {
+    pub fn known_history(&self, history: &[(i64, f32)]) -> Vec<(u32, f32)> {
         let mut h: Vec<(u32, f32)> =
             history.iter().filter_map(|&(id, w)| index_of(&self.item_ids, id).map(|i| (i, w))).collect();
         h.sort_unstable_by_key(|p| p.0);
@@ -534,55 +390,28 @@ impl Model {
     }
 
     /// A reason in words for each recommended item: "because of X and Y in your history",
-    /// "similar to X (shared words: …)" for content, "popular" for the popularity answer and
-    /// for items that fill the list.
+    /// the model's own reason where it has one (content: "similar to X (shared words: …)"),
+    /// "popular" for the popularity answer and for items that fill the list.
     fn reasons(&self, req: &Request, recs: &[(i64, f32)], scored: &Scored) -> Result<Vec<Option<String>>> {
-        let name = |id: i64| match req.items.iter().find(|p| p.0 == id) {
-            Some((_, text)) if !text.trim().is_empty() => {
-                let words: Vec<&str> = text.split_whitespace().take(6).collect();
-                format!("\"{}\"", words.join(" "))
-            }
-            _ => format!("item {id}"),
-        };
         let explained = self.explain_items(req.user_id, req.history, &recs.iter().map(|r| r.0).collect::<Vec<_>>(), 2)?;
-        let content_parts = match &self.algorithm {
-            Algorithm::Content(c) => Some((c, self.content_history(c, req.history, req.items))),
-            _ => None,
-        };
+        let own = self.algorithm.reasons(self, req, recs)?;
         Ok(recs
             .iter()
             .zip(explained)
-            .map(|(&(id, _), because)| {
+            .enumerate()
+            .map(|(k, (&(id, _), because))| {
                 let trained = index_of(&self.item_ids, id).map(|i| i as usize);
                 let filled = trained.is_some_and(|i| !scored.reached[i]);
-                if matches!(self.algorithm, Algorithm::Popularity) || !scored.placed || filled {
+                if self.algorithm_name() == "popularity" || !scored.placed || filled {
                     return Some("popular".to_string());
                 }
-                if let Some((c, parts)) = &content_parts {
-                    let target: Vec<(u32, f32)> = match trained {
-                        Some(i) => {
-                            let (t, v) = c.vectors.row(i);
-                            t.iter().copied().zip(v.iter().copied()).collect()
-                        }
-                        None => req.items.iter().find(|p| p.0 == id).map(|p| c.vectorize(&p.1)).unwrap_or_default(),
-                    };
-                    let (tt, tv): (Vec<u32>, Vec<f32>) = target.iter().copied().unzip();
-                    let best = parts
-                        .iter()
-                        .map(|(j, t, v, w)| {
-                            let own: Vec<(u32, f32)> = t.iter().copied().zip(v.iter().copied()).collect();
-                            (*j, w * Content::cosine(&own, &tt, &tv), own)
-                        })
-                        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
-                    if let Some((j, _, own)) = best.filter(|b| b.1 > 0.0) {
-                        let words = c.shared_terms(&own, &target, 3);
-                        return Some(format!("similar to {} (shared words: {})", name(j), words.join(", ")));
-                    }
+                if let Some(reason) = own.as_ref().and_then(|v| v[k].clone()) {
+                    return Some(reason);
                 }
                 let because: Vec<&(i64, f32)> = because.iter().filter(|b| b.1 > 0.0).collect();
                 let reason = match (because.as_slice(), trained) {
-                    ([a], _) => format!("because of {} in your history", name(a.0)),
-                    ([a, b, ..], _) => format!("because of {} and {} in your history", name(a.0), name(b.0)),
+                    ([a], _) => format!("because of {} in your history", item_label(req, a.0)),
+                    ([a, b, ..], _) => format!("because of {} and {} in your history", item_label(req, a.0), item_label(req, b.0)),
                     (_, None) => "a new item whose text matches your history".to_string(),
                     _ => format!("what the {} model predicts from your history", self.algorithm_name()),
                 };
@@ -634,190 +463,39 @@ impl Model {
         Ok((out, scored))
     }
 
-    /// Score every trained item for a request (`history`: its known items, by index).
-    fn score(&self, req: &Request, history: &[(u32, f32)]) -> Result<Scored> {
-        let n_items = self.n_items();
-        let text_user = self.text_user(req.history, req.items)?;
-        if let Algorithm::Hybrid(h) = &self.algorithm {
-            let parts: Vec<(f32, Scored)> = h.members.iter().map(|(w, m)| Ok((*w, m.score(req, history)?))).collect::<Result<_>>()?;
-            let members: Vec<MemberScores> = parts
-                .iter()
-                .map(|(w, s)| MemberScores { weight: *w, scores: &s.scores, reached: &s.reached, cold: &s.cold })
-                .collect();
-            let (scores, reached, cold) = hybrid::fuse(h.fusion, &members, &self.item_ids);
-            return Ok(Scored { scores, reached, cold, placed: parts.iter().any(|p| p.1.placed) });
+    /// Score every trained item for a request (`history`: its known items, by index). A user
+    /// with no known history, or one the model cannot place, gets the popularity answer.
+    pub fn score(&self, req: &Request, history: &[(u32, f32)]) -> Result<Scored> {
+        if history.is_empty() && !self.algorithm.scores_unknown_history() {
+            return Ok(Scored::popular(self));
         }
-        if history.is_empty() && text_user.is_none() {
-            // Popularity, or a user with no known history: the cold-start answer.
-            return Ok(match &self.algorithm {
-                Algorithm::RatingKnn(r) => {
-                    let (rated, bu) = r.user_state(history, n_items);
-                    Scored { placed: false, ..Scored::all((0..n_items).map(|i| r.predict(i, &rated, bu).0).collect()) }
-                }
-                _ => Scored::popular(self),
-            });
-        }
-        // A user the model cannot place gets the popularity answer; a failure is an error.
-        let or_popular = |s: Result<Option<Vec<f32>>>| -> Result<Scored> { Ok(s?.map(Scored::all).unwrap_or_else(|| Scored::popular(self))) };
-        let mut scored = match &self.algorithm {
-            Algorithm::Popularity => Scored::popular(self),
-            Algorithm::ItemKnn(nb) => {
-                let mut scores = vec![0f32; n_items];
-                let mut reached = vec![false; n_items];
-                nb.score_history(history, &mut scores, &mut reached);
-                Scored { scores, reached, cold: Vec::new(), placed: true }
-            }
-            Algorithm::RatingKnn(r) => {
-                let (rated, bu) = r.user_state(history, n_items);
-                Scored::all((0..n_items).map(|i| r.predict(i, &rated, bu).0).collect())
-            }
-            Algorithm::Ease(e) => {
-                let mut scores = vec![0f32; n_items];
-                e.score_history(history, &mut scores);
-                Scored::all(scores)
-            }
-            Algorithm::Ncf(m) => or_popular(self.ncf_scores(m, req.user_id))?,
-            Algorithm::TwoTower(_) | Algorithm::Content(_) => match &text_user {
-                Some(u) => {
-                    let (scores, reached) = self.text_scores(u);
-                    Scored { scores, reached, cold: self.cold_items(u, req)?, placed: true }
-                }
-                None => Scored::popular(self),
-            },
-            Algorithm::Sequential(m) => or_popular(self.sequence_scores(m, req.history))?,
-            Algorithm::UserKnn(m) => {
-                let neighbours = self.user_neighbours(m, req.user_id, history);
-                let (mut scores, mut reached) = (vec![0f32; n_items], vec![false; n_items]);
-                m.score(&neighbours, &mut scores, &mut reached);
-                Scored { scores, reached, cold: Vec::new(), placed: true }
-            }
-            Algorithm::Factors(f) => or_popular(Ok(f.user_vector(req.user_id, history).map(|u| f.score_all(&u))))?,
-            Algorithm::Hybrid(_) => unreachable!("handled above"),
-        };
+        let mut scored = self.algorithm.score(self, req, history)?.unwrap_or_else(|| Scored::popular(self));
         scored.cold.sort_unstable_by_key(|c| c.0);
         Ok(scored)
     }
 
-    fn unsupported(&self, what: &str, hint: &str) -> RecsysError {
-        RecsysError::new(ErrorKind::Unsupported, format!("{what} is not available for {} models", self.algorithm_name()))
-            .with_hint(hint.to_string())
-    }
-
     /// The n most similar items to `item_id` (empty if the model does not know the item):
-    /// stored neighbours for item-kNN, cosine of the item factors for factor models and of the
-    /// item embeddings for sequential models.
+    /// stored neighbours for item-kNN, EASE and content, cosine of the item factors or
+    /// embeddings for factor and neural models; 0A000 for models without item similarities.
     pub fn similar_items(&self, item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
-        let Some(i) = index_of(&self.item_ids, item_id) else {
-            return match self.algorithm {
-                Algorithm::Popularity => Err(self.unsupported("similar_items", "train an item_knn or factor model")),
-                _ => Ok(Vec::new()),
-            };
-        };
-        let found: Vec<(u32, f32)> = match (&self.algorithm, self.neighbor_lists()) {
-            (_, Some(nb)) => {
-                let (idx, s) = nb.row(i as usize);
-                idx.iter().copied().zip(s.iter().copied()).take(n).collect()
-            }
-            (Algorithm::Factors(f), _) => Factors::nearest(&f.items, f.k, i as usize, n),
-            (Algorithm::TwoTower(m), _) => Factors::nearest(&m.item_vectors, m.k, i as usize, n),
-            (Algorithm::Ncf(m), _) => {
-                let (v, k) = m.item_vectors()?;
-                Factors::nearest(&v, k, i as usize, n)
-            }
-            // The highest-weighted member that has item similarities answers for the hybrid.
-            (Algorithm::Hybrid(h), _) => {
-                let mut by_weight: Vec<&(f32, Model)> = h.members.iter().collect();
-                by_weight.sort_by(|a, b| b.0.total_cmp(&a.0));
-                for (_, m) in by_weight {
-                    match m.similar_items(item_id, n) {
-                        Err(e) if e.kind == ErrorKind::Unsupported => continue,
-                        answer => return answer,
-                    }
-                }
-                return Err(self.unsupported("similar_items", "add an item_knn, ease, content or factor member"));
-            }
-            (Algorithm::Sequential(m), _) => {
-                let e = m.item_embeddings().and_then(|t| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(crate::engine::neural::candle))?;
-                Factors::nearest(&e, e.len() / self.n_items(), i as usize, n)
-            }
-            _ => return Err(self.unsupported("similar_items", "train an item_knn or factor model")),
-        };
+        let i = index_of(&self.item_ids, item_id).map(|i| i as usize);
+        let found = self.algorithm.similar_items(self, i, n)?;
         Ok(found.into_iter().map(|(j, s)| (self.item_ids[j as usize], s)).collect())
     }
 
-    /// The n users most similar to `user_id` by cosine of the stored user factors (factor models;
-    /// empty if the model has not seen the user).
+    /// The n users most similar to `user_id` (user_knn neighbours, or cosine of the stored user
+    /// factors; empty if the model has not seen the user).
     pub fn similar_users(&self, user_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
-        if let Algorithm::UserKnn(m) = &self.algorithm {
-            return Ok(match index_of(&m.user_ids, user_id) {
-                None => Vec::new(),
-                Some(r) => {
-                    let (idx, s) = m.neighbors.row(r as usize);
-                    idx.iter().zip(s).take(n).map(|(&v, &x)| (m.user_ids[v as usize], x)).collect()
-                }
-            });
-        }
-        let Algorithm::Factors(f) = &self.algorithm else {
-            return Err(self.unsupported("similar_users", &format!("train a factor model ({FACTOR_MODELS})")));
-        };
-        Ok(match index_of(&f.user_ids, user_id) {
-            None => Vec::new(),
-            Some(r) => Factors::nearest(&f.users, f.k, r as usize, n)
-                .into_iter()
-                .map(|(o, s)| (f.user_ids[o as usize], s))
-                .collect(),
-        })
+        self.algorithm.similar_users(user_id, n)
     }
 
     /// The model's score for one (user, item): a predicted rating clipped to the observed range for
-    /// rating models, the ranking score otherwise. None when the item is unknown, or when a factor
-    /// model has no history to place the user (an explicit model then predicts μ + b_i).
+    /// rating models, the ranking score otherwise. None when the item is unknown, or when the
+    /// model cannot place the user (no history it knows; an explicit factor model then
+    /// predicts μ + b_i).
     pub fn predict(&self, user_id: Option<i64>, history: &[(i64, f32)], item_id: i64) -> Result<Option<f32>> {
         let Some(i) = index_of(&self.item_ids, item_id) else { return Ok(None) };
-        let i = i as usize;
-        let history_in_order = history;
-        let history = self.known_history(history);
-        // A user with no rows the model knows is not placed by these models: NULL, not the
-        // popularity fill's 0 (or a popularity count) that recommend would rank them by.
-        let placed_by_history = matches!(
-            self.algorithm,
-            Algorithm::Popularity | Algorithm::ItemKnn(_) | Algorithm::Ease(_) | Algorithm::UserKnn(_) | Algorithm::Hybrid(_)
-        );
-        if placed_by_history && history.is_empty() {
-            return Ok(None);
-        }
-        Ok(match &self.algorithm {
-            Algorithm::Popularity => Some(self.popularity[i]),
-            Algorithm::ItemKnn(nb) => {
-                let mut scores = vec![0f32; self.n_items()];
-                let mut reached = vec![false; self.n_items()];
-                nb.score_history(&history, &mut scores, &mut reached);
-                Some(scores[i])
-            }
-            Algorithm::Ease(e) => Some(history.iter().map(|&(j, w)| w * e.row(j as usize)[i]).sum()),
-            Algorithm::RatingKnn(r) => {
-                let (rated, bu) = r.user_state(&history, self.n_items());
-                Some(r.predict(i, &rated, bu).0)
-            }
-            Algorithm::UserKnn(m) => {
-                let neighbours = self.user_neighbours(m, user_id, &history);
-                let (mut scores, mut reached) = (vec![0f32; self.n_items()], vec![false; self.n_items()]);
-                m.score(&neighbours, &mut scores, &mut reached);
-                Some(scores[i])
-            }
-            Algorithm::Ncf(m) => self.ncf_scores(m, user_id)?.map(|s| s[i]),
-            Algorithm::Sequential(m) => self.sequence_scores(m, history_in_order)?.map(|s| s[i]),
-            Algorithm::TwoTower(_) | Algorithm::Content(_) => self.text_user(history_in_order, &[])?.map(|u| self.text_scores(&u).0[i]),
-            Algorithm::Hybrid(_) => {
-                let req = Request { user_id, history: history_in_order, n: 0, exclude_seen: false, candidates: None, items: &[] };
-                Some(self.score(&req, &history)?.scores[i])
-            }
-            Algorithm::Factors(f) => match f.user_vector(user_id, &history) {
-                Some(u) => Some(f.predict(&u, i)),
-                None if f.kind.explicit() => Some(f.baseline(i)),
-                None => None,
-            },
-        })
+        self.algorithm.predict(self, &Request::scoring(user_id, history), &self.known_history(history), i as usize)
     }
 
     /// The user's items that contribute most to `item_id`'s score, (item id, contribution),
@@ -837,107 +515,36 @@ impl Model {
     pub fn explain_items(&self, user_id: Option<i64>, history: &[(i64, f32)], targets: &[i64], n: usize) -> Result<Vec<Vec<(i64, f32)>>> {
         let known = self.known_history(history);
         let idx: Vec<Option<usize>> = targets.iter().map(|&t| index_of(&self.item_ids, t).map(|i| i as usize)).collect();
-        let finish = |parts: Vec<(u32, f32)>| -> Vec<(i64, f32)> {
-            top_k(parts, n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect()
-        };
-        Ok(match &self.algorithm {
-            Algorithm::Sequential(_) | Algorithm::TwoTower(_) => {
-                // Leave-one-out: the base score minus the score without each (recent) history item.
-                let req = |h: &'_ [(i64, f32)]| -> Result<Vec<f32>> {
-                    Ok(self.score(&Request { user_id, history: h, n: 0, exclude_seen: false, candidates: None, items: &[] }, &self.known_history(h))?.scores)
-                };
-                let base = req(history)?;
-                let recent: Vec<usize> = (0..history.len()).rev().filter(|&p| index_of(&self.item_ids, history[p].0).is_some()).take(OCCLUSION_ITEMS).collect();
-                let without: Vec<(u32, Vec<f32>)> = recent
-                    .iter()
-                    .map(|&p| {
-                        let h: Vec<(i64, f32)> = history.iter().enumerate().filter(|q| q.0 != p).map(|q| *q.1).collect();
-                        Ok((index_of(&self.item_ids, history[p].0).unwrap_or(0), req(&h)?))
-                    })
-                    .collect::<Result<_>>()?;
-                idx.iter()
-                    .map(|i| match i {
-                        Some(i) => finish(without.iter().map(|(j, s)| (*j, base[*i] - s[*i])).filter(|p| p.1 > 0.0).collect()),
-                        None => Vec::new(),
-                    })
-                    .collect()
-            }
-            Algorithm::Hybrid(h) => {
-                let member_parts: Vec<(f32, Vec<Vec<(i64, f32)>>)> =
-                    h.members.iter().map(|(w, m)| Ok((*w, m.explain_items(user_id, history, targets, usize::MAX)?))).collect::<Result<_>>()?;
-                (0..targets.len())
-                    .map(|t| {
-                        let mut total: HashMap<u32, f32> = HashMap::new();
-                        for (w, parts) in &member_parts {
-                            let sum: f32 = parts[t].iter().map(|p| p.1.max(0.0)).sum();
-                            for &(id, c) in parts[t].iter().filter(|p| p.1 > 0.0) {
-                                if let Some(j) = index_of(&self.item_ids, id) {
-                                    *total.entry(j).or_default() += w * c / sum;
-                                }
-                            }
-                        }
-                        finish(total.into_iter().filter(|p| p.1 > 0.0).collect())
-                    })
-                    .collect()
-            }
-            _ => idx
-                .iter()
-                .map(|i| match i {
-                    Some(i) => Ok(finish(self.contributions(user_id, history, &known, *i)?)),
-                    None => Ok(Vec::new()),
-                })
-                .collect::<Result<_>>()?,
-        })
+        let parts = self.algorithm.explain_items(self, &Request::scoring(user_id, history), &known, &idx)?;
+        Ok(parts.into_iter().map(|p| top_k(p, n).into_iter().map(|(j, c)| (self.item_ids[j as usize], c)).collect()).collect())
     }
 
-    /// Each known history item's part of item `i`'s score (models whose score decomposes).
-    fn contributions(&self, user_id: Option<i64>, history_in_order: &[(i64, f32)], history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
-        Ok(match &self.algorithm {
-            Algorithm::ItemKnn(nb) => history
-                .iter()
-                .filter_map(|&(j, w)| {
-                    let (idx, s) = nb.row(j as usize);
-                    idx.iter().position(|&x| x as usize == i).map(|p| (j, w * s[p]))
-                })
-                .collect(),
-            Algorithm::Ease(e) => history.iter().map(|&(j, w)| (j, w * e.row(j as usize)[i])).collect(),
-            Algorithm::RatingKnn(r) => {
-                let (rated, bu) = r.user_state(history, self.n_items());
-                r.predict(i, &rated, bu).1
-            }
-            Algorithm::UserKnn(m) => m.explain(history, &self.user_neighbours(m, user_id, history), i as u32),
-            Algorithm::Factors(f) if !history.is_empty() => f.explain(history, i),
-            Algorithm::Ncf(m) => {
-                let (v, k) = m.item_vectors()?;
-                let row = |j: usize| &v[j * k..(j + 1) * k];
-                history
-                    .iter()
-                    .map(|&(j, w)| (j, w * crate::engine::linalg::cosine(row(j as usize), row(i))))
-                    .filter(|p| p.1 > 0.0)
-                    .collect()
-            }
-            Algorithm::Content(c) => {
-                // score = Σ_j w_j (v_j · v_i) / ‖Σ_j w_j v_j‖: each history item's share
-                let parts = self.content_history(c, history_in_order, &[]);
-                let norm = c.profile_norm(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
-                let (ti, vi) = c.vectors.row(i);
-                // (w_j here carries the recency decay, as in the profile.)
-                parts
-                    .iter()
-                    .filter_map(|(id, tj, vj, w)| {
-                        let own: Vec<(u32, f32)> = tj.iter().copied().zip(vj.iter().copied()).collect();
-                        index_of(&self.item_ids, *id).map(|j| (j, w * Content::cosine(&own, ti, vi) / norm.max(f32::MIN_POSITIVE)))
-                    })
-                    .filter(|p| p.1 > 0.0)
-                    .collect()
-            }
-            _ => Vec::new(),
-        })
+    /// Leave-one-out parts for models whose score does not decompose (sequential, two_tower):
+    /// the base score minus the score without each of the latest history items.
+    pub fn occlusion(&self, req: &Request, targets: &[Option<usize>]) -> Result<Vec<Vec<(u32, f32)>>> {
+        let history = req.history;
+        let scores = |h: &[(i64, f32)]| -> Result<Vec<f32>> { Ok(self.score(&Request::scoring(req.user_id, h), &self.known_history(h))?.scores) };
+        let base = scores(history)?;
+        let recent: Vec<usize> = (0..history.len()).rev().filter(|&p| index_of(&self.item_ids, history[p].0).is_some()).take(OCCLUSION_ITEMS).collect();
+        let without: Vec<(u32, Vec<f32>)> = recent
+            .iter()
+            .map(|&p| {
+                let h: Vec<(i64, f32)> = history.iter().enumerate().filter(|q| q.0 != p).map(|q| *q.1).collect();
+                Ok((index_of(&self.item_ids, history[p].0).unwrap_or(0), scores(&h)?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(targets
+            .iter()
+            .map(|i| match i {
+                Some(i) => without.iter().map(|(j, s)| (*j, base[*i] - s[*i])).filter(|p| p.1 > 0.0).collect(),
+                None => Vec::new(),
+            })
+            .collect())
     }
 
     /// (item, neighbour, score) rows for `recsys.item_neighbors`, when the model has them.
     pub fn item_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
-        let nb = self.neighbor_lists()?;
+        let nb = self.algorithm.item_neighbors()?;
         let mut items = Vec::with_capacity(nb.indices.len());
         for i in 0..self.n_items() {
             items.extend(std::iter::repeat_n(self.item_ids[i], nb.indptr[i + 1] - nb.indptr[i]));
@@ -953,40 +560,23 @@ impl Model {
         let mut out = Out::new(&mut file, "");
         out.i64s("item_ids", &self.item_ids);
         out.f32s("popularity", &[self.n_items()], &self.popularity);
-        self.store(&mut out)?;
+        self.algorithm.store(&mut out)?;
         let state = std::mem::take(&mut out.state);
         file.finish(format::metadata(self.algorithm_name(), &self.params, state))
     }
 
-    /// The algorithm's arrays and state (a hybrid's members under `members.<i>.`).
-    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
-        match &self.algorithm {
-            Algorithm::Popularity => {}
-            Algorithm::ItemKnn(nb) => out.neighbors("neighbors", nb),
-            Algorithm::RatingKnn(r) => {
-                out.set("ratings", true);
-                r.store(out);
-            }
-            Algorithm::UserKnn(m) => m.store(out),
-            Algorithm::Ease(e) => e.store(out),
-            Algorithm::Factors(f) => f.store(out),
-            Algorithm::Ncf(m) => m.store(out)?,
-            Algorithm::Sequential(m) => m.store(out)?,
-            Algorithm::TwoTower(m) => m.store(out)?,
-            Algorithm::Content(c) => c.store(out),
-            Algorithm::Hybrid(h) => {
-                out.set("fusion", h.fusion.name());
-                let mut members = Vec::new();
-                for (i, (weight, m)) in h.members.iter().enumerate() {
-                    let mut part = out.nested(&format!("members.{i}."));
-                    m.store(&mut part)?;
-                    let prefix = part.prefix().to_string();
-                    members.push(json!({"algorithm": m.algorithm_name(), "weight": weight, "prefix": prefix, "state": part.state}));
-                }
-                out.set("members", members);
-            }
+    /// A stored model: the current format, or the format of 0.1.0 to 0.3.0 (`legacy`).
+    pub fn decode(bytes: &[u8]) -> Result<Model> {
+        if legacy::is_legacy(bytes) {
+            return legacy::decode(bytes);
         }
-        Ok(())
+        let (st, header) = format::open(bytes)?;
+        let r = In::new(&st, "", &header.state);
+        let item_ids = r.i64s("item_ids")?;
+        format::check_ids(&item_ids, "item ids")?;
+        let popularity = r.f32s("popularity", Some(&[item_ids.len()]))?;
+        let algorithm = load(&header.algorithm, &r, &item_ids, &popularity)?;
+        Ok(Model { item_ids, popularity, algorithm, params: header.params })
     }
 
     /// A model file given to `recsys.import_model`: one exported by pg_recsys (any algorithm,
@@ -1001,47 +591,39 @@ impl Model {
         if exported {
             return Ok(Model { params, ..Model::decode(bytes)? });
         }
-        let fold_in = match spec {
-            Spec::Als(p) => (p.regularization, p.alpha),
-            Spec::Bpr(_) => (bpr::FOLD_IN_REGULARIZATION, bpr::FOLD_IN_ALPHA),
-            Spec::Svd(_) => (0.0, 0.0),
-            Spec::Mf(p) => (p.reg, 0.0),
-            _ => {
-                return Err(RecsysError::invalid("cannot import the model file: it has no popularity, so it is read as factor matrices made elsewhere, and only factor models take those")
-                    .with_hint(format!("export a model from pg_recsys, or write item_ids, item_factors, user_ids and user_factors for {FACTOR_MODELS}")))
-            }
+        let Some(fold_in) = spec.trainer.fold_in() else {
+            return Err(RecsysError::invalid("cannot import the model file: it has no popularity, so it is read as factor matrices made elsewhere, and only factor models take those")
+                .with_hint("export a model from pg_recsys, or write item_ids, item_factors, user_ids and user_factors for svd, biased_mf, svdpp, als or bpr"));
         };
         let (st, header) = format::open(bytes)?;
         let kind = FactorKind::from_name(&header.algorithm).ok_or_else(|| RecsysError::invalid("not a factor model"))?;
         let (item_ids, factors) = crate::engine::factors::import(&In::new(&st, "", &header.state), kind, fold_in, data)?;
         let counts = item_popularity(&data.matrix);
         let popularity = item_ids.iter().map(|&id| index_of(&data.item_ids, id).map_or(0.0, |i| counts[i as usize])).collect();
-        Ok(Model { item_ids, popularity, algorithm: Algorithm::Factors(factors), params })
+        Ok(Model { item_ids, popularity, algorithm: Box::new(factors), params })
     }
+}
 
-    /// A stored model: the current format, or the format of 0.1.0 to 0.3.0 (`legacy`).
-    pub fn decode(bytes: &[u8]) -> Result<Model> {
-        if legacy::is_legacy(bytes) {
-            return legacy::decode(bytes);
+/// The algorithm `name`'s part of a file over the catalogue `item_ids`.
+pub fn load(name: &str, r: &In, item_ids: &[i64], popularity: &[f32]) -> Result<Box<dyn Recommender>> {
+    let registration = registered(name).ok_or_else(|| corrupt(&format!("unknown algorithm \"{name}\"")))?;
+    (registration.load)(name, r, item_ids, popularity)
+}
+
+/// An item as a reason names it: the first words of its text in the items table, else its id.
+pub fn item_label(req: &Request, id: i64) -> String {
+    match req.items.iter().find(|p| p.0 == id) {
+        Some((_, text)) if !text.trim().is_empty() => {
+            let words: Vec<&str> = text.split_whitespace().take(6).collect();
+            format!("\"{}\"", words.join(" "))
         }
-        let (st, header) = format::open(bytes)?;
-        let r = In::new(&st, "", &header.state);
-        let item_ids = r.i64s("item_ids")?;
-        format::check_ids(&item_ids, "item ids")?;
-        let popularity = r.f32s("popularity", Some(&[item_ids.len()]))?;
-        let algorithm = load(&header.algorithm, &r, &item_ids, &popularity)?;
-        Ok(Model {
-            item_ids,
-            popularity,
-            algorithm,
-            params: header.params,
-        })
+        _ => format!("item {id}"),
     }
 }
 
 /// The texts of the history's items that the model was not trained on, by id (one pass over the
 /// items table rows).
-fn untrained_texts<'a>(item_ids: &[i64], history: &[(i64, f32)], items: &'a [(i64, String)]) -> HashMap<i64, &'a str> {
+pub fn untrained_texts<'a>(item_ids: &[i64], history: &[(i64, f32)], items: &'a [(i64, String)]) -> HashMap<i64, &'a str> {
     let wanted: HashSet<i64> = history.iter().map(|p| p.0).filter(|&id| index_of(item_ids, id).is_none()).collect();
     if wanted.is_empty() {
         return HashMap::new();
@@ -1049,90 +631,36 @@ fn untrained_texts<'a>(item_ids: &[i64], history: &[(i64, f32)], items: &'a [(i6
     items.iter().filter(|(id, _)| wanted.contains(id)).map(|(id, t)| (*id, t.as_str())).collect()
 }
 
-/// The algorithm `name`'s part of a file over the catalogue `item_ids`.
-fn load(name: &str, r: &In, item_ids: &[i64], popularity: &[f32]) -> Result<Algorithm> {
-    let n = item_ids.len();
-    Ok(match name {
-        "popularity" => Algorithm::Popularity,
-        "item_knn" if r.state.get("ratings") == Some(&Value::Bool(true)) => {
-            Algorithm::RatingKnn(RatingKnn::load(r, n)?)
-        }
-        "item_knn" => Algorithm::ItemKnn(r.neighbors("neighbors", n)?),
-        "user_knn" => Algorithm::UserKnn(UserKnn::load(r, n)?),
-        "ease" => Algorithm::Ease(Ease::load(r, n)?),
-        "ncf" => Algorithm::Ncf(Ncf::load(r, n)?),
-        "sequential" => Algorithm::Sequential(Sasrec::load(r, n)?),
-        "two_tower" => Algorithm::TwoTower(TwoTower::load(r, n)?),
-        "content" => Algorithm::Content(Content::load(r, n)?),
-        "hybrid" => {
-            let fusion =
-                Fusion::from_name(r.str("fusion")?).ok_or_else(|| corrupt("hybrid fusion"))?;
-            let listed = r
-                .get("members")?
-                .as_array()
-                .ok_or_else(|| corrupt("hybrid members"))?;
-            let members = listed
-                .iter()
-                .map(|m| {
-                    let field = |k: &str| {
-                        m.get(k)
-                            .ok_or_else(|| corrupt(&format!("hybrid member {k}")))
-                    };
-                    let algorithm = field("algorithm")?
-                        .as_str()
-                        .filter(|a| *a != "hybrid")
-                        .ok_or_else(|| corrupt("hybrid member algorithm"))?;
-                    let weight = field("weight")?
-                        .as_f64()
-                        .ok_or_else(|| corrupt("hybrid member weight"))?
-                        as f32;
-                    let prefix = field("prefix")?
-                        .as_str()
-                        .ok_or_else(|| corrupt("hybrid member prefix"))?;
-                    let state = field("state")?
-                        .as_object()
-                        .ok_or_else(|| corrupt("hybrid member state"))?;
-                    let part = In::new_at(r, prefix, state);
-                    let algorithm = load(algorithm, &part, item_ids, popularity)?;
-                    Ok((
-                        weight,
-                        Model {
-                            item_ids: item_ids.to_vec(),
-                            popularity: popularity.to_vec(),
-                            algorithm,
-                            params: Value::Null,
-                        },
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            if members.len() < 2 {
-                return Err(corrupt("hybrid members"));
-            }
-            Algorithm::Hybrid(Hybrid { members, fusion })
-        }
-        other => match FactorKind::from_name(other) {
-            Some(kind) => Algorithm::Factors(Factors::load(r, kind, n)?),
-            None => return Err(corrupt(&format!("unknown algorithm \"{other}\""))),
-        },
-    })
+/// Rows of the live items table the model was not trained on that this request may get
+/// (not seen when seen items are excluded, among the candidates when there are some).
+pub fn untrained_eligible<'a>(m: &Model, req: &Request<'a>) -> Vec<&'a (i64, String)> {
+    let seen: HashSet<i64> = req.history.iter().map(|p| p.0).collect();
+    let allowed: Option<HashSet<i64>> = req.candidates.map(|c| c.iter().copied().collect());
+    req.items
+        .iter()
+        .filter(|(id, _)| index_of(&m.item_ids, *id).is_none())
+        .filter(|(id, _)| !(req.exclude_seen && seen.contains(id)))
+        .filter(|(id, _)| allowed.as_ref().is_none_or(|c| c.contains(id)))
+        .collect()
 }
 
 /// Bytes of item text a fit will hold.
-fn text_bytes(data: &Interactions) -> usize {
+pub fn text_bytes(data: &Interactions) -> usize {
     data.item_text.iter().flatten().map(String::len).sum()
 }
 
-/// A user as a text-reading model sees them.
-enum TextUser {
-    Tower(Vec<f32>),
-    /// A normalised TF-IDF profile.
-    Content(Vec<(u32, f32)>),
+/// Neighbour lists as `similar_items` answers from them.
+pub fn similar_from(nb: &Neighbors, item: Option<usize>, n: usize) -> Vec<(u32, f32)> {
+    let Some(i) = item else { return Vec::new() };
+    let (idx, s) = nb.row(i);
+    idx.iter().copied().zip(s.iter().copied()).take(n).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::NoProgress;
+    use crate::engine::hybrid::Fusion;
+    use crate::engine::{ErrorKind, NoProgress};
     use serde_json::json;
 
     fn pool() -> rayon::ThreadPool {
@@ -1164,7 +692,8 @@ mod tests {
     #[test]
     fn the_algorithm_catalog_is_what_train_accepts() {
         let all = algorithm_catalog();
-        assert_eq!(all.iter().map(|a| a.name).collect::<Vec<_>>(), ALGORITHMS);
+        assert_eq!(all.iter().map(|a| a.name).collect::<Vec<_>>(), REGISTRY.iter().map(|r| r.name).collect::<Vec<_>>());
+        assert_eq!(all.len(), 14);
         for a in &all {
             assert!(!a.family.is_empty() && !a.description.is_empty(), "{}", a.name);
             if a.name == "hybrid" {
@@ -1243,6 +772,15 @@ mod tests {
         let p = fit("popularity", json!({}));
         assert_eq!(p.similar_items(10, 5).unwrap_err().kind, ErrorKind::Unsupported);
         assert!(p.item_neighbors().is_none());
+        // A capability a model does not have is 0A000 for every item or user, known or not.
+        let users = fit("user_knn", json!({}));
+        for item in [10, 999] {
+            assert_eq!(users.similar_items(item, 5).unwrap_err().kind, ErrorKind::Unsupported);
+        }
+        assert_eq!(p.similar_users(1, 5).unwrap_err().kind, ErrorKind::Unsupported);
+        assert!(!users.similar_users(1, 5).unwrap().is_empty());
+        let none = fit("hybrid", json!({"members": [{"algorithm": "popularity"}, {"algorithm": "user_knn"}]}));
+        assert!(none.similar_items(10, 5).unwrap_err().hint.unwrap().contains("add an item_knn"));
     }
 
     #[test]
@@ -1284,7 +822,7 @@ mod tests {
         assert_eq!(Model::decode(b"garbage garbage garbage").unwrap_err().kind, ErrorKind::Corrupt);
         // Matrices that disagree with their shapes are an error when written, never a file.
         let mut bad = fit("als", json!({"factors": 3, "iterations": 1}));
-        if let Algorithm::Factors(f) = &mut bad.algorithm {
+        if let Some(f) = bad.algorithm.as_any_mut().downcast_mut::<Factors>() {
             f.items.pop();
         }
         assert_eq!(bad.encode().unwrap_err().kind, ErrorKind::Internal);
@@ -1296,7 +834,7 @@ mod tests {
         let als = fit("als", json!({"factors": 3, "iterations": 2}));
         let (spec, params) = Spec::parse("als", &json!({"factors": 3})).unwrap();
         let back = Model::import(&als.encode().unwrap(), &spec, params.clone(), &data()).unwrap();
-        assert_eq!(back, Model { params: params.clone(), ..als.clone() });
+        assert_eq!(back, Model { params: params.clone(), ..als });
         // Factors from elsewhere: ids in any order, no popularity, fingerprints or state.
         let item_ids = [50i64, 10, 40, 20, 30];
         let items: Vec<f32> = (0..10).map(|x| x as f32 * 0.1 - 0.3).collect(); // 5 items x 2
@@ -1342,7 +880,7 @@ mod tests {
     #[test]
     fn hybrid_fuses_members_and_round_trips() {
         let h = fit("hybrid", json!({"members": [{"algorithm": "item_knn", "weight": 2}, {"algorithm": "ease", "params": {"lambda": 1.0}}]}));
-        let Algorithm::Hybrid(inner) = &h.algorithm else { panic!("not a hybrid") };
+        let inner = h.algorithm.as_any().downcast_ref::<Hybrid>().expect("a hybrid");
         assert_eq!(inner.members.len(), 2);
         assert_eq!(inner.fusion, Fusion::Score);
         let got = h.rec(&req(&[(10, 1.0)], 10, None));

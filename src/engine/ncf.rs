@@ -9,10 +9,14 @@
 
 use candle_core::{Device, Tensor};
 
+use crate::engine::factors::Factors;
 use crate::engine::format::{check_ids, In, Out};
 use crate::engine::interactions::Interactions;
+use crate::engine::interactions::index_of;
+use crate::engine::model::{Model, Request, Scored};
 use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, SparseTable, Weights};
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 
@@ -220,17 +224,69 @@ pub fn fit(
 }
 
 impl Ncf {
-    /// Its part of the model file: `user_ids` and the network's `weights.*` (user_gmf,
-    /// item_gmf, user_mlp, item_mlp embeddings; mlp0..2 and out layers).
-    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
-        out.i64s("user_ids", &self.user_ids);
-        self.weights.store(out)
-    }
-
     pub fn load(r: &In, n_items: usize) -> Result<Ncf> {
         let user_ids = r.i64s("user_ids")?;
         check_ids(&user_ids, "user ids")?;
         Ncf::checked(user_ids, n_items, Weights::load(r)?)
+    }
+}
+
+impl Trainer for NcfParams {
+    fn is_neural(&self) -> bool {
+        true
+    }
+
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_users(), data.n_items(), data.nnz(), self)
+    }
+
+    fn fit(&self, data: &Interactions, device: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, device, pool, progress)?))
+    }
+}
+
+impl Ncf {
+    /// Logits of every item for a trained user (None for a user the model has not seen).
+    fn user_scores(&self, user_id: Option<i64>, n_items: usize) -> Result<Option<Vec<f32>>> {
+        let Some(u) = user_id.and_then(|u| index_of(&self.user_ids, u)) else { return Ok(None) };
+        self.score_all(u, n_items).map(Some)
+    }
+}
+
+impl Recommender for Ncf {
+    fn name(&self) -> &'static str {
+        "ncf"
+    }
+
+    /// A user the model was trained on is scored from their embedding; anyone else gets the
+    /// popularity answer.
+    fn score(&self, m: &Model, req: &Request, _: &[(u32, f32)]) -> Result<Option<Scored>> {
+        Ok(self.user_scores(req.user_id, m.n_items())?.map(Scored::all))
+    }
+
+    fn predict(&self, m: &Model, req: &Request, _: &[(u32, f32)], i: usize) -> Result<Option<f32>> {
+        Ok(self.user_scores(req.user_id, m.n_items())?.map(|s| s[i]))
+    }
+
+    /// weight × the cosine of the two items' embeddings (the score itself comes from the
+    /// user's embedding, not the history).
+    fn contributions(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        let (v, k) = self.item_vectors()?;
+        let row = |j: usize| &v[j * k..(j + 1) * k];
+        Ok(history.iter().map(|&(j, w)| (j, w * crate::engine::linalg::cosine(row(j as usize), row(i)))).filter(|p| p.1 > 0.0).collect())
+    }
+
+    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        let Some(i) = item else { return Ok(Vec::new()) };
+        let (v, k) = self.item_vectors()?;
+        Ok(Factors::nearest(&v, k, i, n))
+    }
+
+    /// Its part of the model file: `user_ids` and the network's `weights.*` (user_gmf,
+    /// item_gmf, user_mlp, item_mlp embeddings; mlp0..2 and out layers).
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.i64s("user_ids", &self.user_ids);
+        self.weights.store(out)
     }
 }
 

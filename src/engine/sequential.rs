@@ -10,10 +10,14 @@
 
 use candle_core::{Device, Tensor, D};
 
+use crate::engine::factors::Factors;
 use crate::engine::format::{In, Out};
 use crate::engine::interactions::Interactions;
+use crate::engine::interactions::index_of;
+use crate::engine::model::{Model, Request, Scored};
 use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
 use crate::engine::{Progress, RecsysError, Result};
 
@@ -260,14 +264,6 @@ pub fn fit(
 }
 
 impl Sasrec {
-    /// Its part of the model file: the encoder's `weights.*` (item_emb with a padding row 0,
-    /// pos_emb, the blocks' layer norms and projections); state: max_len, blocks.
-    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
-        out.set("max_len", self.max_len);
-        out.set("blocks", self.blocks);
-        self.weights.store(out)
-    }
-
     pub fn load(r: &In, n_items: usize) -> Result<Sasrec> {
         Sasrec::checked(
             r.usize("max_len")?,
@@ -275,6 +271,57 @@ impl Sasrec {
             n_items,
             Weights::load(r)?,
         )
+    }
+}
+
+impl Trainer for SeqParams {
+    fn needs_time(&self) -> bool {
+        true
+    }
+
+    fn is_neural(&self) -> bool {
+        true
+    }
+
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_items(), self) + data.nnz() * 16
+    }
+
+    fn fit(&self, data: &Interactions, device: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, device, pool, progress)?))
+    }
+}
+
+impl Recommender for Sasrec {
+    fn name(&self) -> &'static str {
+        "sequential"
+    }
+
+    /// Scores from the known history in its given (time) order.
+    fn score(&self, m: &Model, req: &Request, _: &[(u32, f32)]) -> Result<Option<Scored>> {
+        let known: Vec<u32> = req.history.iter().filter_map(|&(id, _)| index_of(&m.item_ids, id)).collect();
+        if known.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Scored::all(Sasrec::score(self, &known)?)))
+    }
+
+    fn explain_items(&self, m: &Model, req: &Request, _: &[(u32, f32)], targets: &[Option<usize>]) -> Result<Vec<Vec<(u32, f32)>>> {
+        m.occlusion(req, targets)
+    }
+
+    fn similar_items(&self, m: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        let Some(i) = item else { return Ok(Vec::new()) };
+        let e = self.item_embeddings().and_then(|t| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle))?;
+        Ok(Factors::nearest(&e, e.len() / m.n_items().max(1), i, n))
+    }
+
+    /// Its part of the model file: the encoder's `weights.*` (item_emb with a padding row 0,
+    /// pos_emb, the blocks' layer norms and projections); state: max_len, blocks.
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.set("max_len", self.max_len);
+        out.set("blocks", self.blocks);
+        self.weights.store(out)
     }
 }
 

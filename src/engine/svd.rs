@@ -8,7 +8,9 @@ use rayon::prelude::*;
 use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::linalg::symmetric_eigen;
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
 use crate::engine::{Progress, Result};
 
@@ -168,6 +170,21 @@ pub fn fit(data: &Interactions, p: &SvdParams, pool: &rayon::ThreadPool, progres
         gram: Vec::new(),
     }
     .with_gram())
+}
+
+impl Trainer for SvdParams {
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_users(), data.n_items(), data.nnz(), self)
+    }
+
+    fn fit(&self, data: &Interactions, _: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, pool, progress)?))
+    }
+
+    /// PureSVD folds a user in as the sum of their items' factors.
+    fn fold_in(&self) -> Option<(f32, f32)> {
+        Some((0.0, 0.0))
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,15 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
+use crate::engine::factors::Factors;
 use crate::engine::format::{In, Out};
 use crate::engine::interactions::Interactions;
+use crate::engine::interactions::index_of;
+use crate::engine::model::{Model, Request, Scored};
+use crate::engine::model::{text_bytes, untrained_eligible, untrained_texts};
 use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
 use crate::engine::text::words;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
@@ -259,15 +264,88 @@ pub fn fit(
 }
 
 impl TwoTower {
+    pub fn load(r: &In, n_items: usize) -> Result<TwoTower> {
+        TwoTower::from_weights(Weights::load(r)?, n_items)
+    }
+}
+
+impl Trainer for TwoTowerParams {
+    fn needs_item_text(&self) -> bool {
+        true
+    }
+
+    fn is_neural(&self) -> bool {
+        true
+    }
+
+    fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
+        memory_estimate(data.n_items(), text_bytes(data), self) + data.nnz() * 4
+    }
+
+    fn fit(&self, data: &Interactions, device: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, device, pool, progress)?))
+    }
+}
+
+impl TwoTower {
+    /// The user as the towers place them from the live history: trained items by their stored
+    /// vectors, other items by their text in `items`; None when no history item is either.
+    fn user_of(&self, m: &Model, history: &[(i64, f32)], items: &[(i64, String)]) -> Result<Option<Vec<f32>>> {
+        let texts = untrained_texts(&m.item_ids, history, items);
+        let k = self.k;
+        let mut vectors: Vec<&[f32]> = Vec::new();
+        let mut cold: Vec<&str> = Vec::new();
+        for &(id, _) in history {
+            match index_of(&m.item_ids, id) {
+                Some(i) => vectors.push(&self.item_vectors[i as usize * k..(i as usize + 1) * k]),
+                None => cold.extend(texts.get(&id).copied()),
+            }
+        }
+        let encoded = self.encode_texts(&cold)?;
+        vectors.extend(encoded.chunks(k.max(1)));
+        self.user_vector(&vectors)
+    }
+}
+
+impl Recommender for TwoTower {
+    fn name(&self) -> &'static str {
+        "two_tower"
+    }
+
+    fn scores_unknown_history(&self) -> bool {
+        true
+    }
+
+    /// Every trained item by its stored vector, and the eligible items of the live items table
+    /// it was not trained on by their text.
+    fn score(&self, m: &Model, req: &Request, _: &[(u32, f32)]) -> Result<Option<Scored>> {
+        let Some(u) = self.user_of(m, req.history, req.items)? else { return Ok(None) };
+        let mut scores = vec![0f32; m.n_items()];
+        crate::engine::linalg::matvec(&self.item_vectors, self.k, &u, &mut scores);
+        let rows = untrained_eligible(m, req);
+        let texts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let encoded = self.encode_texts(&texts)?;
+        let cold = rows.iter().zip(encoded.chunks(self.k.max(1))).map(|(r, e)| (r.0, crate::engine::linalg::dot(&u, e))).collect();
+        Ok(Some(Scored { cold, ..Scored::all(scores) }))
+    }
+
+    fn explain_items(&self, m: &Model, req: &Request, _: &[(u32, f32)], targets: &[Option<usize>]) -> Result<Vec<Vec<(u32, f32)>>> {
+        m.occlusion(req, targets)
+    }
+
+    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(item.map(|i| Factors::nearest(&self.item_vectors, self.k, i, n)).unwrap_or_default())
+    }
+
+    fn reads_item_text(&self) -> bool {
+        true
+    }
+
     /// Its part of the model file: the towers' `weights.*` (token_emb, id_emb, the projection),
     /// `weights.idf` per hash bucket and `weights.item_vectors` (the item tower on every trained
     /// item, [n_items, k]).
-    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
         self.weights.store(out)
-    }
-
-    pub fn load(r: &In, n_items: usize) -> Result<TwoTower> {
-        TwoTower::from_weights(Weights::load(r)?, n_items)
     }
 }
 

@@ -7,9 +7,12 @@
 use rayon::prelude::*;
 
 use crate::engine::format::{check_ids, corrupt, In, Out};
-use crate::engine::interactions::{Csr, Interactions};
+use crate::engine::interactions::{index_of, Csr, Interactions};
 use crate::engine::knn::Neighbors;
+use crate::engine::model::{Model, Request, Scored};
+use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
+use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::topk::top_k;
 use crate::engine::{Progress, Result};
 
@@ -242,21 +245,6 @@ impl UserKnnParams {
 }
 
 impl UserKnn {
-    /// Its part of the model file: `user_ids`, the training histories `history.*` (CSR, users ×
-    /// items) and `user_neighbors.*`; state: k, similarity, shrink, min_support.
-    pub fn store<'a>(&'a self, out: &mut Out<'_, 'a>) {
-        out.i64s("user_ids", &self.user_ids);
-        out.csr("history", &self.by_user);
-        out.neighbors("user_neighbors", &self.neighbors);
-        out.set("k", self.params.k);
-        out.set(
-            "similarity",
-            USER_SIMILARITIES[self.params.similarity as usize],
-        );
-        out.set("shrink", self.params.shrink);
-        out.set("min_support", self.params.min_support);
-    }
-
     pub fn load(r: &In, n_items: usize) -> Result<UserKnn> {
         let name = r.str("similarity")?;
         let similarity = USER_SIMILARITIES
@@ -275,6 +263,84 @@ impl UserKnn {
         let by_user = r.csr("history", user_ids.len(), n_items)?;
         let neighbors = r.neighbors("user_neighbors", user_ids.len())?;
         Ok(UserKnn::new(params, user_ids, by_user, neighbors))
+    }
+}
+
+impl Trainer for UserKnnParams {
+    /// Pearson correlates ratings: over implicit weights (all 1) every user has zero variance
+    /// and the model would have no neighbours.
+    fn rating_column_needed(&self) -> Option<&'static str> {
+        (self.similarity == UserSimilarity::Pearson).then_some("with similarity \"pearson\" correlates ratings")
+    }
+
+    fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize {
+        memory_estimate(data.n_users(), data.nnz(), self, threads)
+    }
+
+    fn fit(&self, data: &Interactions, _: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {
+        Ok(Box::new(fit(data, self, pool, progress)?))
+    }
+}
+
+impl UserKnn {
+    /// The user's neighbours from their live history (a trained user is not their own
+    /// neighbour).
+    fn neighbours_of(&self, user_id: Option<i64>, history: &[(u32, f32)]) -> Vec<(u32, f32)> {
+        let me = user_id.and_then(|u| index_of(&self.user_ids, u));
+        self.similar(history, me, &mut Scratch::new(self.user_ids.len()))
+    }
+}
+
+impl Recommender for UserKnn {
+    fn name(&self) -> &'static str {
+        "user_knn"
+    }
+
+    fn score(&self, m: &Model, req: &Request, history: &[(u32, f32)]) -> Result<Option<Scored>> {
+        let neighbours = self.neighbours_of(req.user_id, history);
+        let (mut scores, mut reached) = (vec![0f32; m.n_items()], vec![false; m.n_items()]);
+        UserKnn::score(self, &neighbours, &mut scores, &mut reached);
+        Ok(Some(Scored::reached(scores, reached)))
+    }
+
+    fn contributions(&self, _: &Model, req: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(self.explain(history, &self.neighbours_of(req.user_id, history), i as u32))
+    }
+
+    fn similar_users(&self, user_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+        Ok(match index_of(&self.user_ids, user_id) {
+            None => Vec::new(),
+            Some(r) => {
+                let (idx, s) = self.neighbors.row(r as usize);
+                idx.iter().zip(s).take(n).map(|(&v, &x)| (self.user_ids[v as usize], x)).collect()
+            }
+        })
+    }
+
+    fn user_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
+        let nb = &self.neighbors;
+        let mut users = Vec::with_capacity(nb.indices.len());
+        for u in 0..self.user_ids.len() {
+            users.extend(std::iter::repeat_n(self.user_ids[u], nb.indptr[u + 1] - nb.indptr[u]));
+        }
+        let neighbors = nb.indices.iter().map(|&v| self.user_ids[v as usize]).collect();
+        Some((users, neighbors, nb.scores.clone()))
+    }
+
+    /// Its part of the model file: `user_ids`, the training histories `history.*` (CSR, users ×
+    /// items) and `user_neighbors.*`; state: k, similarity, shrink, min_support.
+    fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
+        out.i64s("user_ids", &self.user_ids);
+        out.csr("history", &self.by_user);
+        out.neighbors("user_neighbors", &self.neighbors);
+        out.set("k", self.params.k);
+        out.set(
+            "similarity",
+            USER_SIMILARITIES[self.params.similarity as usize],
+        );
+        out.set("shrink", self.params.shrink);
+        out.set("min_support", self.params.min_support);
+        Ok(())
     }
 }
 
