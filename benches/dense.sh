@@ -39,7 +39,8 @@ for s in "${shapes[@]}"; do
   rows+=("$s|$ease|$svd|$peer")
   echo "bench-dense: $s: pg_recsys ease $ease s, svd $svd s; numpy $peer"
 done
-printf '%s\n' "${rows[@]}" | python3 - "$(nproc)" <<'PY' | python3 benches/section.py dense
+printf '%s\n' "${rows[@]}" > "$OUT/rows.txt"
+python3 - "$(nproc)" "$OUT/rows.txt" <<'PY' | python3 benches/section.py dense
 import datetime, json, sys
 print("## Dense linear algebra — EASE and PureSVD fit, pg_recsys vs numpy/LAPACK\n")
 print(f"`make bench-dense`, {datetime.date.today()}, this machine ({sys.argv[1]} cores; numpy's OpenBLAS on as many threads "
@@ -50,7 +51,7 @@ print(f"`make bench-dense`, {datetime.date.today()}, this machine ({sys.argv[1]}
 print("| shape | users | items | rows | EASE pg_recsys | numpy primal | numpy dual | ratio to numpy's best | PureSVD pg_recsys | numpy | ratio |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 names = {"ml100k": "ML-100K", "mlsmall": "ml-latest-small", "wide": "synthetic, more items than users"}
-for line in sys.stdin.read().split("\n"):
+for line in open(sys.argv[2]).read().split("\n"):
     if not line:
         continue
     shape, ease, svd, peer = line.split("|", 3)

@@ -39,7 +39,8 @@ impl EaseParams {
 fn dual_is_cheaper(users: usize, items: usize) -> bool {
     let (u, n) = (users as f64, items as f64);
     let primal = 5.0 / 3.0 * n * n * n;
-    let dual = 5.0 / 3.0 * u * u * u + 2.0 * u * u * n + 2.0 * u * n * n;
+    // K⁻¹ (u × u), K⁻¹X, and only the lower half of XᵀK⁻¹X (P is symmetric).
+    let dual = 5.0 / 3.0 * u * u * u + 2.0 * u * u * n + u * n * n;
     dual < primal
 }
 
@@ -80,13 +81,9 @@ impl Ease {
         }
     }
 
-    /// Top weights per row, best first (rebuilt after decoding).
-    pub fn top_neighbors(weights: &[f32], n: usize, k: usize) -> Neighbors {
-        let rows: Vec<Vec<(u32, f32)>> = (0..n)
-            .into_par_iter()
-            .map(|i| top_k((0..n as u32).map(|j| (j, weights[i * n + j as usize])).filter(|&(j, w)| j as usize != i && w > 0.0), k))
-            .collect();
-        let mut indptr = Vec::with_capacity(n + 1);
+    /// The top rows' lists (best first) as neighbour lists.
+    fn neighbors_from(rows: Vec<Vec<(u32, f32)>>) -> Neighbors {
+        let mut indptr = Vec::with_capacity(rows.len() + 1);
         indptr.push(0);
         let (mut indices, mut scores) = (Vec::new(), Vec::new());
         for row in rows {
@@ -180,17 +177,38 @@ fn dual_inverse(data: &Interactions, lambda: f64, pool: &rayon::ThreadPool, prog
         let mut pm = MatMut::from_column_major_slice_mut(&mut p, n, n);
         for c0 in (0..n).step_by(COLS) {
             let c = COLS.min(n - c0);
+            // P is symmetric: only rows c0.. of these columns (the lower part) are computed,
+            // half the products; the rest is mirrored below.
             pool.install(|| {
-                let mut block = pm.rb_mut().submatrix_mut(0, c0, n, c);
-                faer::linalg::matmul::matmul(block.rb_mut(), Accum::Replace, xm.transpose(), tm.submatrix(0, c0, u, c), -1.0 / lambda, par);
+                let mut block = pm.rb_mut().submatrix_mut(c0, c0, n - c0, c);
+                faer::linalg::matmul::matmul(block.rb_mut(), Accum::Replace, xm.transpose().submatrix(c0, 0, n - c0, u), tm.submatrix(0, c0, u, c), -1.0 / lambda, par);
                 for j in 0..c {
-                    block[(c0 + j, j)] += 1.0 / lambda;
+                    block[(j, j)] += 1.0 / lambda;
                 }
             });
             progress.step(n + c0 + c, 2 * n)?;
         }
     }
+    mirror_lower(&mut p, n, COLS);
     Ok(p)
+}
+
+/// Fill the rows above each `cols`-wide column block of a column-major symmetric n × n matrix
+/// from the lower part computed for the blocks before it, in cache-sized tiles.
+fn mirror_lower(p: &mut [f64], n: usize, cols: usize) {
+    const TILE: usize = 64;
+    for c0 in (0..n).step_by(cols) {
+        let c1 = (c0 + cols).min(n);
+        for i0 in (0..c0).step_by(TILE) {
+            for j0 in (c0..c1).step_by(TILE) {
+                for j in j0..(j0 + TILE).min(c1) {
+                    for i in i0..(i0 + TILE).min(c0) {
+                        p[j * n + i] = p[i * n + j];
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// P = (XᵀX + λI)⁻¹ (n × n) by the primal form: the items × items Gram matrix, inverted.
@@ -213,15 +231,22 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
     };
     let diag: Vec<f64> = (0..n).map(|j| g[j * n + j]).collect();
     let mut weights = filled(n * n, 0f32, "EASE's weights")?;
-    pool.install(|| {
-        weights.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-            for j in 0..n {
-                row[j] = if i == j { 0.0 } else { (-g[i * n + j] / diag[j]) as f32 };
-            }
-        })
+    // B = −P / diag(P) off the diagonal, each row's largest positive weights taken while the row
+    // is in cache.
+    let top: Vec<Vec<(u32, f32)>> = pool.install(|| {
+        weights
+            .par_chunks_mut(n)
+            .enumerate()
+            .map(|(i, row)| {
+                for j in 0..n {
+                    row[j] = if i == j { 0.0 } else { (-g[i * n + j] / diag[j]) as f32 };
+                }
+                top_k((0..n as u32).map(|j| (j, row[j as usize])).filter(|&(j, w)| j as usize != i && w > 0.0), p.neighbors)
+            })
+            .collect()
     });
     drop(g);
-    let neighbors = pool.install(|| Ease::top_neighbors(&weights, n, p.neighbors));
+    let neighbors = Ease::neighbors_from(top);
     Ok(Ease { weights, neighbors })
 }
 
@@ -288,33 +313,36 @@ mod tests {
 
     #[test]
     fn the_dual_form_equals_the_primal_one() {
-        // 25 users, 80 items (more items than users: the dual is the cheaper form here).
-        let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
-        for u in 0..25i64 {
-            for k in 0..12i64 {
-                users.push(u);
-                items.push((u * 7 + k * 13 + k * k) % 80);
-                weights.push(1.0 + (k % 3) as f32);
+        // More items than users (the dual is the cheaper form): 25 x 80, and 30 x 1100, which
+        // spans three of the dual's column blocks (the upper part is mirrored between them).
+        for (n_users, n_items) in [(25i64, 80i64), (30, 1100)] {
+            let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+            for u in 0..n_users {
+                for k in 0..40i64 {
+                    users.push(u);
+                    items.push((u * 7 + k * 13 + k * k + u * k * 31) % n_items);
+                    weights.push(1.0 + (k % 3) as f32);
+                }
+            }
+            let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
+            assert!(dual_is_cheaper(data.n_users(), data.n_items()));
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            let primal = primal_inverse(&data, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
+            let dual = dual_inverse(&data, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
+            let worst = primal.iter().zip(&dual).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(worst < 1e-12, "{n_users} x {n_items}: max |primal - dual| = {worst}");
+            // and the fit takes the dual path for this shape and gives the same weights
+            let fitted = fit(&data, &EaseParams { lambda: 3.0, neighbors: 5 }, &pool, &mut crate::engine::NoProgress).unwrap();
+            let n = data.n_items();
+            let diag: Vec<f64> = (0..n).map(|j| primal[j * n + j]).collect();
+            for i in 0..n {
+                for j in 0..n {
+                    let want = if i == j { 0.0 } else { (-primal[i * n + j] / diag[j]) as f32 };
+                    assert!((fitted.row(i)[j] - want).abs() < 1e-5);
+                }
             }
         }
-        let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
-        assert!(dual_is_cheaper(data.n_users(), data.n_items()));
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let primal = primal_inverse(&data, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
-        let dual = dual_inverse(&data, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
-        let worst = primal.iter().zip(&dual).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        assert!(worst < 1e-12, "max |primal - dual| = {worst}");
-        // and the fit takes the dual path for this shape and gives the same weights
-        let fitted = fit(&data, &EaseParams { lambda: 3.0, neighbors: 5 }, &pool, &mut crate::engine::NoProgress).unwrap();
-        let n = data.n_items();
-        let diag: Vec<f64> = (0..n).map(|j| primal[j * n + j]).collect();
-        for i in 0..n {
-            for j in 0..n {
-                let want = if i == j { 0.0 } else { (-primal[i * n + j] / diag[j]) as f32 };
-                assert!((fitted.row(i)[j] - want).abs() < 1e-5);
-            }
-        }
-        assert!(!dual_is_cheaper(943, 1682) && dual_is_cheaper(610, 9724));
+        assert!(!dual_is_cheaper(2000, 1682) && dual_is_cheaper(943, 1682) && dual_is_cheaper(610, 9724));
     }
     use crate::engine::NoProgress;
 

@@ -59,30 +59,17 @@ fn mul(a: &Csr, m: &[f64], l: usize, pool: &rayon::ThreadPool, progress: &mut dy
     Ok(out)
 }
 
-/// mᵀm for a row-major n × l matrix (blocks of 1,024 rows in parallel, summed in order:
-/// deterministic).
+/// mᵀm for a row-major n × l matrix: faer's matrix product over slices of rows, summed in
+/// order (deterministic), with a cancel check between slices.
 fn gram(m: &[f64], l: usize, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
-    let mut g = vec![0f64; l * l];
+    let mut g = faer::Mat::<f64>::zeros(l, l);
+    let par = faer::Par::rayon(pool.current_num_threads());
     for slice in m.chunks(ROWS_PER_CHECK * l.max(1)) {
-        let blocks: Vec<Vec<f64>> = pool.install(|| {
-            slice
-                .par_chunks(l * 1024)
-                .map(|block| {
-                    let mut g = vec![0f64; l * l];
-                    for row in block.chunks_exact(l) {
-                        for i in 0..l {
-                            let ri = row[i];
-                            g[i * l..(i + 1) * l].iter_mut().zip(row).for_each(|(x, y)| *x += ri * y);
-                        }
-                    }
-                    g
-                })
-                .collect()
-        });
-        blocks.iter().for_each(|b| g.iter_mut().zip(b).for_each(|(x, y)| *x += y));
+        let s = faer::MatRef::from_row_major_slice(slice, slice.len() / l.max(1), l);
+        pool.install(|| faer::linalg::matmul::matmul(g.as_mut(), faer::Accum::Add, s.transpose(), s, 1.0, par));
         progress.step(0, 0)?;
     }
-    Ok(g)
+    Ok((0..l * l).map(|x| g[(x / l, x % l)]).collect())
 }
 
 /// Orthonormalise the columns of a row-major n × l matrix in place (through the eigenvectors of
@@ -101,15 +88,19 @@ fn orthonormalize(m: &mut [f64], l: usize, pool: &rayon::ThreadPool, progress: &
             let s = if vals[c] > cutoff && vals[c] > 0.0 { 1.0 / vals[c].sqrt() } else { 0.0 };
             (0..l).for_each(|r| t[r * l + c] *= s);
         }
+        // m ← m T, slice by slice (faer's product into a scratch slice, then copied back).
+        let tm = faer::MatRef::from_row_major_slice(&t, l, l);
+        let par = faer::Par::rayon(pool.current_num_threads());
+        let mut scratch = vec![0f64; (ROWS_PER_CHECK * l).min(m.len())];
         for slice in m.chunks_mut(ROWS_PER_CHECK * l.max(1)) {
-            pool.install(|| {
-                slice.par_chunks_mut(l).for_each(|row| {
-                    let old = row.to_vec();
-                    for (c, x) in row.iter_mut().enumerate() {
-                        *x = (0..l).map(|r| old[r] * t[r * l + c]).sum();
-                    }
-                })
-            });
+            let rows = slice.len() / l.max(1);
+            let out = &mut scratch[..slice.len()];
+            {
+                let src = faer::MatRef::from_row_major_slice(slice, rows, l);
+                let dst = faer::MatMut::from_row_major_slice_mut(out, rows, l);
+                pool.install(|| faer::linalg::matmul::matmul(dst, faer::Accum::Replace, src, tm, 1.0, par));
+            }
+            slice.copy_from_slice(out);
             progress.step(0, 0)?;
         }
     }
