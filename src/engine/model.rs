@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use safetensors::tensor::SafeTensors;
 use serde_json::Value;
 
 use crate::engine::als::AlsParams;
@@ -13,7 +14,7 @@ use crate::engine::bpr::BprParams;
 use crate::engine::content::{Content, ContentParams};
 use crate::engine::ease::{Ease, EaseParams};
 use crate::engine::factors::{FactorKind, Factors};
-use crate::engine::format::{self, corrupt, In, Out, Tensors};
+use crate::engine::format::{self, corrupt, Header, In, Out, Tensors};
 use crate::engine::hybrid::{Hybrid, HybridSpec};
 use crate::engine::interactions::{index_of, Interactions};
 use crate::engine::knn::{ItemKnnParams, Neighbors, RatingKnn};
@@ -571,7 +572,12 @@ impl Model {
             return legacy::decode(bytes);
         }
         let (st, header) = format::open(bytes)?;
-        let r = In::new(&st, "", &header.state);
+        Model::from_file(&st, header)
+    }
+
+    /// The model of an opened (and checked) file.
+    fn from_file(st: &SafeTensors, header: Header) -> Result<Model> {
+        let r = In::new(st, "", &header.state);
         let item_ids = r.i64s("item_ids")?;
         format::check_ids(&item_ids, "item ids")?;
         let popularity = r.f32s("popularity", Some(&[item_ids.len()]))?;
@@ -582,20 +588,20 @@ impl Model {
     /// A model file given to `recsys.import_model`: one exported by pg_recsys (any algorithm,
     /// kept as it is), or, when the file has no `popularity`, factor matrices made elsewhere,
     /// completed from the live data (`factors::import`). `spec` is the file's algorithm and
-    /// params parsed; `params` the effective params the model keeps.
+    /// params parsed; `params` the effective params the model keeps. The file is opened (and its
+    /// checksum checked) once.
     pub fn import(bytes: &[u8], spec: &Spec, params: Value, data: &Interactions) -> Result<Model> {
-        let exported = legacy::is_legacy(bytes) || {
-            let (st, header) = format::open(bytes)?;
-            In::new(&st, "", &header.state).has("popularity")
-        };
-        if exported {
-            return Ok(Model { params, ..Model::decode(bytes)? });
+        if legacy::is_legacy(bytes) {
+            return Ok(Model { params, ..legacy::decode(bytes)? });
+        }
+        let (st, header) = format::open(bytes)?;
+        if In::new(&st, "", &header.state).has("popularity") {
+            return Ok(Model { params, ..Model::from_file(&st, header)? });
         }
         let Some(fold_in) = spec.trainer.fold_in() else {
             return Err(RecsysError::invalid("cannot import the model file: it has no popularity, so it is read as factor matrices made elsewhere, and only factor models take those")
                 .with_hint("export a model from pg_recsys, or write item_ids, item_factors, user_ids and user_factors for svd, biased_mf, svdpp, als or bpr"));
         };
-        let (st, header) = format::open(bytes)?;
         let kind = FactorKind::from_name(&header.algorithm).ok_or_else(|| RecsysError::invalid("not a factor model"))?;
         let (item_ids, factors) = crate::engine::factors::import(&In::new(&st, "", &header.state), kind, fold_in, data)?;
         let counts = item_popularity(&data.matrix);
