@@ -35,7 +35,7 @@ BEGIN
             ('pearson', 'Pearson correlation of two equal-length vectors; NULL for zero variance or one element.'),
             ('jaccard', 'Jaccard similarity |A ∩ B| / |A ∪ B| of two id sets (duplicates ignored); NULL for two empty sets.'),
             ('train', 'Fit a model from a live behaviour table and deploy it as a new version, in this transaction. See SELECT * FROM recsys.algorithms.'),
-            ('recommend', 'Top-n items for a user from their current rows (seen items excluded), with optional candidates, filter and reasons.'),
+            ('recommend', 'Top-n items for a user from their current rows (seen and disliked items excluded), with optional candidates, a filter ($1 is the user), reasons, and diversity re-ranking (MMR).'),
             ('predict', 'The model''s score for one (user, item): a clipped rating for rating models; NULL when the user cannot be placed.'),
             ('explain', 'The user''s own items that contribute most to an item''s score, largest first.'),
             ('similar_items', 'The n items most similar to an item: stored neighbours, or cosine of factors or embeddings.'),
@@ -44,7 +44,7 @@ BEGIN
             ('drop_model', 'Drop every version of a model and its rows.'),
             ('split', 'Split a behaviour table into new train and test tables (random, temporal, leave_one_out, global_temporal).'),
             ('evaluate', 'Precision, recall, NDCG, MAP, hit rate and coverage at k of a model on a test table (and RMSE/MAE for rating models).'),
-            ('tune', 'Grid search on a validation split of the source; the best point is retrained on all rows and deployed.'),
+            ('tune', 'Search params (grid, random or successive halving, within trials/time_budget) on a validation split of the source, or algorithm ''auto'' over a portfolio; the best is retrained on all rows and deployed, the leaderboard kept in its metrics.'),
             ('synthetic_interactions', 'Deterministic synthetic behaviour rows (power-law popularity, genre-like tastes) for demos and tests.'),
             ('algorithm_catalog', 'The rows of the view recsys.algorithms.')
           ) AS d(name, text) ON d.name = p.proname

@@ -16,7 +16,7 @@ mod sql;
 
 // Each schema upgrade's statements also end a fresh install, so both reach the same catalog
 // (the bootstrap tables exist before any of them; 0.4.0's follows the functions it replaces and
-// comments; 0.3.0's comes last, after every function).
+// comments, as does 0.5.0's; 0.3.0's comes last, after every function).
 #[cfg(feature = "pg")]
 ::pgrx::extension_sql_file!("../sql/pg_recsys--0.1.0--0.2.0.sql", name = "upgrade_0_2_0");
 #[cfg(feature = "pg")]
@@ -26,6 +26,12 @@ mod sql;
     "../sql/pg_recsys--0.3.0--0.4.0.sql",
     name = "upgrade_0_4_0",
     requires = [sql::transfer::export_model, sql::transfer::import_model]
+);
+#[cfg(feature = "pg")]
+::pgrx::extension_sql_file!(
+    "../sql/pg_recsys--0.4.0--0.5.0.sql",
+    name = "upgrade_0_5_0",
+    requires = [sql::recommend::recommend, sql::tune::tune, "upgrade_0_4_0"]
 );
 
 #[cfg(feature = "pg")]

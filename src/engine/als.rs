@@ -13,7 +13,7 @@ use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
-use crate::engine::{Progress, RecsysError, Result};
+use crate::engine::{Progress, Result};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlsParams {
@@ -47,13 +47,6 @@ pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, k: usize) -> 
 const CHUNK_ROWS: usize = 4096;
 
 pub fn fit(data: &Interactions, p: &AlsParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Factors> {
-    // Confidences c = 1 + alpha·w must stay positive, or the normal equations stop being positive
-    // definite and the sweeps diverge.
-    let negative = data.matrix.values.iter().filter(|&&w| w < 0.0).count();
-    if negative > 0 {
-        return Err(RecsysError::invalid(format!("als needs non-negative weights; {negative} interactions have a negative one"))
-            .with_hint("leave rating_column out (every row weighs 1), or train on a view that keeps the rows with a weight of 0 or more"));
-    }
     let k = p.factors;
     let by_user = &data.matrix;
     let by_item = by_user.transpose();
@@ -169,7 +162,7 @@ fn apply<const FMA: bool>(v: &[f32], cols: &[u32], vals: &[f32], y: &[f32], yty:
     }
     for (&j, &w) in cols.iter().zip(vals) {
         let yj = &y[j as usize * k..(j as usize + 1) * k];
-        axpy_with::<FMA>(alpha * w * dot_with::<FMA>(yj, v), yj, out);
+        axpy_with::<FMA>(alpha * w.abs() * dot_with::<FMA>(yj, v), yj, out);
     }
 }
 
@@ -192,10 +185,13 @@ fn conjugate_gradient<const FMA: bool>(x: &mut [f32], cols: &[u32], vals: &[f32]
     let mut total_confidence = 0f64;
     for (&j, &w) in cols.iter().zip(vals) {
         let yj = &y[j as usize * k..(j as usize + 1) * k];
-        let c = 1.0 + p.alpha * w;
-        total_confidence += c as f64;
-        axpy_with::<FMA>(c - p.alpha * w * dot_with::<FMA>(yj, x), yj, r);
-        axpy_with::<FMA>(c, yj, b);
+        // A negative weight (a dislike) is preference 0 with confidence 1 + alpha·|w|, as in
+        // the implicit library: the user's score of that item is pulled to 0, hard.
+        let c = 1.0 + p.alpha * w.abs();
+        let target = if w > 0.0 { c } else { 0.0 };
+        total_confidence += target as f64;
+        axpy_with::<FMA>(target - p.alpha * w.abs() * dot_with::<FMA>(yj, x), yj, r);
+        axpy_with::<FMA>(target, yj, b);
     }
     dir.copy_from_slice(r);
     let mut rs_old = dot_with::<FMA>(r, r);
@@ -230,6 +226,10 @@ impl Trainer for AlsParams {
     fn fold_in(&self) -> Option<(f32, f32)> {
         Some((self.regularization, self.alpha))
     }
+
+    fn uses_negative_weights(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -248,10 +248,21 @@ mod tests {
     }
 
     #[test]
-    fn refuses_negative_weights() {
-        let data = Interactions::from_triplets(&[1, 1, 2], &[1, 2, 1], &[1.0, -2.0, 1.0]).unwrap();
-        let e = fit(&data, &params(), &pool(), &mut NoProgress).unwrap_err();
-        assert!(e.message.contains("non-negative"), "{e:?}");
+    fn a_dislike_pulls_its_score_down() {
+        // Every user of group A has all its items but one; user 0 also dislikes item 1.
+        let mut base = two_groups(6, 4);
+        let fitted = |data: &Interactions| fit(data, &params(), &pool(), &mut NoProgress).unwrap();
+        let plain = fitted(&base);
+        let (u, i, mut w) = (base.matrix.owners(), base.matrix.indices.clone(), base.matrix.values.clone());
+        let k = (0..u.len()).find(|&k| u[k] == 0 && i[k] == 1).expect("user 0 has item 1");
+        w[k] = -3.0;
+        let users: Vec<i64> = u.iter().map(|&r| base.user_ids[r as usize]).collect();
+        let items: Vec<i64> = i.iter().map(|&c| base.item_ids[c as usize]).collect();
+        base = Interactions::from_triplets(&users, &items, &w).unwrap();
+        let disliked = fitted(&base);
+        let score = |f: &Factors| dot_with::<false>(f.user(0), f.item(1));
+        assert!(score(&plain) > 0.5, "{}", score(&plain));
+        assert!(score(&disliked) < 0.3 * score(&plain), "{} vs {}", score(&disliked), score(&plain));
     }
 
     #[test]
@@ -261,18 +272,20 @@ mod tests {
         let p = AlsParams { factors: k, cg_steps: 50, ..params() };
         let mut yty = gram(&y, k, &pool());
         (0..k).for_each(|i| yty[i * k + i] += p.regularization);
-        let (cols, vals) = ([0u32, 2, 3], [1.0f32, 2.0, 1.0]);
+        let (cols, vals) = ([0u32, 2, 3, 4], [1.0f32, 2.0, 1.0, -1.5]);
         let mut x = vec![0f32; k];
         conjugate_gradient::<false>(&mut x, &cols, &vals, &y, &yty, &p, &mut vec![0f32; 4 * k]);
-        // exact: A = YᵀY + λI + Σ α w y yᵀ, b = Σ (1 + α w) y
+        // exact: A = YᵀY + λI + Σ α |w| y yᵀ, b = Σ_{w > 0} (1 + α w) y
         let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
         let mut b = vec![0f64; k];
         for (&j, &w) in cols.iter().zip(&vals) {
             let yj = &y[j as usize * k..(j as usize + 1) * k];
             for r in 0..k {
-                b[r] += (1.0 + (p.alpha * w) as f64) * yj[r] as f64;
+                if w > 0.0 {
+                    b[r] += (1.0 + (p.alpha * w) as f64) * yj[r] as f64;
+                }
                 for s in 0..k {
-                    a[r * k + s] += (p.alpha * w) as f64 * yj[r] as f64 * yj[s] as f64;
+                    a[r * k + s] += (p.alpha * w.abs()) as f64 * yj[r] as f64 * yj[s] as f64;
                 }
             }
         }

@@ -333,6 +333,12 @@ impl Recommender for Content {
         Ok(similar_from(&self.neighbors, item, n))
     }
 
+    /// Cosine of the text's TF-IDF vector with every trained item.
+    fn similar_to_text(&self, text: &str, n: usize) -> Option<Vec<(u32, f32)>> {
+        let scores = self.scores(&self.vectorize(text));
+        Some(crate::engine::topk::top_k(scores.into_iter().enumerate().map(|(i, s)| (i as u32, s)).filter(|p| p.1 > 0.0), n))
+    }
+
     fn item_neighbors(&self) -> Option<&Neighbors> {
         Some(&self.neighbors)
     }

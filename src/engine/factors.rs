@@ -126,9 +126,10 @@ impl Factors {
         self
     }
 
-    /// c = 1 + alpha·w; a negative weight in a live history counts as 0 (training refuses them).
+    /// c = 1 + alpha·|w|: a negative weight (a dislike) is preference 0 with that confidence,
+    /// as ALS trains it.
     fn confidence(&self, w: f32) -> f64 {
-        1.0 + self.alpha as f64 * w.max(0.0) as f64
+        1.0 + self.alpha as f64 * w.abs() as f64
     }
 
     /// SVD++: |N(u)|^-1/2 Σ y_j over the history.
@@ -199,7 +200,7 @@ impl Factors {
                 let a = self.implicit_system(history);
                 let mut b = vec![0f64; k];
                 for &(j, w) in history {
-                    let c = self.confidence(w);
+                    let c = if w > 0.0 { self.confidence(w) } else { 0.0 };
                     self.item(j as usize).iter().zip(b.iter_mut()).for_each(|(y, bi)| *bi += c * *y as f64);
                 }
                 let x = cholesky_solve(&a, &b).unwrap_or_else(|| vec![0.0; k]);
@@ -527,6 +528,24 @@ impl Recommender for Factors {
 
     fn predicts_ratings(&self) -> bool {
         self.kind.explicit()
+    }
+
+    /// The cosine of the item factors (negative: 0).
+    fn pair_similarities(&self, items: &[u32]) -> Option<Vec<f32>> {
+        let norm = |i: u32| dot(self.item(i as usize), self.item(i as usize)).sqrt().max(1e-12);
+        let norms: Vec<f32> = items.iter().map(|&i| norm(i)).collect();
+        let mut sim = Vec::with_capacity(items.len() * items.len());
+        for (a, &i) in items.iter().enumerate() {
+            for (b, &j) in items.iter().enumerate() {
+                sim.push((dot(self.item(i as usize), self.item(j as usize)) / (norms[a] * norms[b])).clamp(0.0, 1.0));
+            }
+        }
+        Some(sim)
+    }
+
+    /// ALS learned dislikes as preference 0 with confidence; its fold-in does the same.
+    fn uses_negative_weights(&self) -> bool {
+        self.kind.explicit() || self.kind == FactorKind::Als
     }
 
     /// Its part of the model file: `user_ids`, `user_factors` (f32 [n_users, k]),

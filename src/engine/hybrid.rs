@@ -192,7 +192,7 @@ pub struct HybridSpec {
 
 impl HybridSpec {
     pub fn from_params(p: &mut Params) -> Result<HybridSpec> {
-        let (members, fusion) = parse_params(p, Spec::parse)?;
+        let (members, fusion) = parse_params(p, Spec::parse_member)?;
         Ok(HybridSpec { members, fusion })
     }
 }
@@ -249,7 +249,7 @@ impl Hybrid {
                 let prefix = field("prefix")?.as_str().ok_or_else(|| corrupt("hybrid member prefix"))?;
                 let state = field("state")?.as_object().ok_or_else(|| corrupt("hybrid member state"))?;
                 let algorithm = model::load(algorithm, &In::new_at(r, prefix, state), item_ids, popularity)?;
-                Ok((weight, Model { item_ids: item_ids.to_vec(), popularity: popularity.to_vec(), algorithm, params: Value::Null }))
+                Ok((weight, Model { item_ids: item_ids.to_vec(), popularity: popularity.to_vec(), algorithm, params: Value::Null, weighting: Default::default() }))
             })
             .collect::<Result<Vec<_>>>()?;
         if members.len() < 2 {
@@ -265,6 +265,11 @@ impl Recommender for Hybrid {
     }
 
     /// Each member answers for itself (a member that cannot place the user gives popularity).
+    /// The first member's that has one.
+    fn pair_similarities(&self, items: &[u32]) -> Option<Vec<f32>> {
+        self.members.iter().find_map(|(_, m)| m.algorithm.pair_similarities(items))
+    }
+
     fn scores_unknown_history(&self) -> bool {
         true
     }

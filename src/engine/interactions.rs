@@ -26,6 +26,23 @@ impl Csr {
         (&self.indices[a..b], &self.values[a..b])
     }
 
+    /// The entries whose value passes `keep`, same shape.
+    pub fn filtered(&self, keep: impl Fn(f32) -> bool) -> Csr {
+        let mut out = Csr { indptr: Vec::with_capacity(self.indptr.len()), indices: Vec::new(), values: Vec::new(), n_cols: self.n_cols };
+        out.indptr.push(0);
+        for r in 0..self.n_rows() {
+            let (cols, vals) = self.row(r);
+            for (&c, &v) in cols.iter().zip(vals) {
+                if keep(v) {
+                    out.indices.push(c);
+                    out.values.push(v);
+                }
+            }
+            out.indptr.push(out.indices.len());
+        }
+        out
+    }
+
     /// The row of every stored entry (entry p belongs to row `owners()[p]`).
     pub fn owners(&self) -> Vec<u32> {
         let mut owner = vec![0u32; self.nnz()];

@@ -81,6 +81,41 @@ impl Neighbors {
         (&self.indices[a..b], &self.scores[a..b])
     }
 
+    /// weight × similarity of each history item that has `i` among its neighbours: the parts of
+    /// `score_history`'s score of `i`.
+    pub fn contributions(&self, history: &[(u32, f32)], i: usize) -> Vec<(u32, f32)> {
+        history
+            .iter()
+            .filter_map(|&(j, w)| {
+                let (idx, s) = self.row(j as usize);
+                idx.iter().position(|&x| x as usize == i).map(|p| (j, w * s[p]))
+            })
+            .collect()
+    }
+
+    /// The larger of the two directions' scores of each pair of `items`, scaled so the most
+    /// similar pair is 1 (negative scores count as 0), row-major.
+    pub fn pair_similarities(&self, items: &[u32]) -> Vec<f32> {
+        let n = items.len();
+        let position: std::collections::HashMap<u32, usize> = items.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let mut sim = vec![0f32; n * n];
+        for (a, &i) in items.iter().enumerate() {
+            let (idx, s) = self.row(i as usize);
+            for (&j, &v) in idx.iter().zip(s) {
+                if let Some(&b) = position.get(&j) {
+                    let v = v.max(0.0);
+                    sim[a * n + b] = sim[a * n + b].max(v);
+                    sim[b * n + a] = sim[b * n + a].max(v);
+                }
+            }
+        }
+        let top = sim.iter().copied().fold(0f32, f32::max);
+        if top > 0.0 {
+            sim.iter_mut().for_each(|v| *v /= top);
+        }
+        sim
+    }
+
     /// Adds `weight × similarity` of each history item's neighbours into `scores`,
     /// marking every item reached.
     pub fn score_history(&self, history: &[(u32, f32)], scores: &mut [f32], reached: &mut [bool]) {
@@ -217,6 +252,36 @@ impl Acc {
     }
 }
 
+/// An item × item table computed row by row in parallel on `pool` (`row(state, i)` gives item
+/// i's entries, sorted; `init` makes one state per worker), in chunks between which `progress`
+/// is told, so a cancel stops it within a chunk.
+pub fn item_rows<S, I, F>(n: usize, pool: &rayon::ThreadPool, progress: &mut dyn Progress, init: I, row: F) -> Result<Neighbors>
+where
+    S: Send,
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, usize) -> Vec<(u32, f32)> + Sync + Send,
+{
+    let mut indptr = Vec::with_capacity(n + 1);
+    indptr.push(0);
+    let (mut indices, mut scores) = (Vec::new(), Vec::new());
+    let chunk = n.div_ceil(CHUNKS).max(64);
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk).min(n);
+        let rows: Vec<Vec<(u32, f32)>> = pool.install(|| (start..end).into_par_iter().map_init(&init, &row).collect());
+        for r in rows {
+            for (j, s) in r {
+                indices.push(j);
+                scores.push(s);
+            }
+            indptr.push(indices.len());
+        }
+        progress.step(end, n)?;
+        start = end;
+    }
+    Ok(Neighbors { indptr, indices, scores })
+}
+
 pub enum Fitted {
     TopN(Neighbors),
     Ratings(RatingKnn),
@@ -257,31 +322,7 @@ pub fn fit(data: &Interactions, params: &ItemKnnParams, pool: &rayon::ThreadPool
         .collect();
 
     let keep = if params.similarity.for_ratings() { params.keep } else { params.k };
-    let mut indptr = Vec::with_capacity(n + 1);
-    indptr.push(0);
-    let mut indices = Vec::new();
-    let mut scores = Vec::new();
-    let chunk = n.div_ceil(CHUNKS).max(64);
-    let mut start = 0;
-    while start < n {
-        let end = (start + chunk).min(n);
-        let rows: Vec<Vec<(u32, f32)>> = pool.install(|| {
-            (start..end)
-                .into_par_iter()
-                .map_init(|| Acc::new(n), |acc, i| neighbours_of(i, &by_user, &by_item, &norms, params, keep, acc))
-                .collect()
-        });
-        for row in rows {
-            for (j, s) in row {
-                indices.push(j);
-                scores.push(s);
-            }
-            indptr.push(indices.len());
-        }
-        progress.step(end, n)?;
-        start = end;
-    }
-    let neighbors = Neighbors { indptr, indices, scores };
+    let neighbors = item_rows(n, pool, progress, || Acc::new(n), |acc, i| neighbours_of(i, &by_user, &by_item, &norms, params, keep, acc))?;
     Ok(match baselines {
         Some((baselines, _)) => Fitted::Ratings(RatingKnn { neighbors, baselines, k: params.k }),
         None => Fitted::TopN(neighbors),
@@ -423,13 +464,7 @@ impl Recommender for Neighbors {
 
     /// weight × similarity of each history item that has `i` among its neighbours.
     fn contributions(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
-        Ok(history
-            .iter()
-            .filter_map(|&(j, w)| {
-                let (idx, s) = self.row(j as usize);
-                idx.iter().position(|&x| x as usize == i).map(|p| (j, w * s[p]))
-            })
-            .collect())
+        Ok(Neighbors::contributions(self, history, i))
     }
 
     fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {

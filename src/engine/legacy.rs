@@ -205,7 +205,7 @@ pub fn decode(bytes: &[u8]) -> Result<Model> {
         },
     };
     r.finish()?;
-    Ok(Model { item_ids, popularity, algorithm, params: Value::Null })
+    Ok(Model { item_ids, popularity, algorithm, params: Value::Null, weighting: Default::default() })
 }
 
 fn decode_user_knn(r: &mut Reader, n_items: usize) -> Result<UserKnn> {
@@ -306,7 +306,7 @@ mod tests {
                     .map(|r| (r[1].parse().unwrap(), if explicit { r[2].parse().unwrap() } else { 1.0 }))
                     .collect();
                 let texts: &[(i64, String)] = if old.reads_item_text() { &items } else { &[] };
-                let req = Request { user_id: Some(u), history: &history, n: 10, exclude_seen: true, candidates: None, items: texts };
+                let req = Request { user_id: Some(u), history: &history, n: 10, exclude_seen: true, candidates: None, items: texts, diversity: 0.0 };
                 let want = &expected[&(name.to_string(), u)];
                 for m in [&old, &again] {
                     let got = m.recommend(&req).unwrap();

@@ -86,7 +86,7 @@ pub fn evaluate_top_n(
                 .par_iter()
                 .map(|(user, items)| {
                     let history = train.history_of(*user);
-                    let request = Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None, items: item_text };
+                    let request = Request { user_id: Some(*user), history: &history, n: k, exclude_seen: true, candidates: None, items: item_text, diversity: 0.0 };
                     let recs: Vec<i64> = model.recommend(&request)?.into_iter().map(|(item, _)| item).collect();
                     Ok(score_user(&recs, &items.iter().copied().collect(), k))
                 })

@@ -5,6 +5,7 @@ pub mod als;
 pub mod bpr;
 pub mod content;
 pub mod ease;
+pub mod graph;
 pub mod hybrid;
 pub mod error;
 pub mod factors;
@@ -32,6 +33,7 @@ pub mod text;
 pub mod topk;
 pub mod tune;
 pub mod two_tower;
+pub mod weighting;
 pub mod userknn;
 
 pub use error::{ErrorKind, RecsysError, Result};

@@ -15,6 +15,7 @@ use crate::engine::content::{Content, ContentParams};
 use crate::engine::ease::{Ease, EaseParams};
 use crate::engine::factors::{FactorKind, Factors};
 use crate::engine::format::{self, corrupt, Header, In, Out, Tensors};
+use crate::engine::graph::{ItemGraph, Rp3Params, SlimParams};
 use crate::engine::hybrid::{Hybrid, HybridSpec};
 use crate::engine::interactions::{index_of, Interactions};
 use crate::engine::knn::{ItemKnnParams, Neighbors, RatingKnn};
@@ -30,6 +31,7 @@ use crate::engine::svd::SvdParams;
 use crate::engine::topk::top_k;
 use crate::engine::two_tower::{TwoTower, TwoTowerParams};
 use crate::engine::userknn::{UserKnn, UserKnnParams};
+use crate::engine::weighting::{Scheme, Weighting};
 use crate::engine::{Progress, RecsysError, Result};
 
 /// Leave-one-out explanations re-score the user at most this many times (latest items first).
@@ -87,6 +89,20 @@ pub const REGISTRY: &[Registration] = &[
         description: "the k most similar users to the live history vote for their items",
         parse: |_, p| boxed(UserKnnParams::from_params(p)?),
         load: |_, r, ids, _| Ok(Box::new(UserKnn::load(r, ids.len())?)),
+    },
+    Registration {
+        name: "rp3beta",
+        family: "neighbourhood",
+        description: "RP3beta: item-user-item random walk, P(u|i)^alpha P(j|u)^alpha / pop(j)^beta, top-k per item",
+        parse: |_, p| boxed(Rp3Params::from_params(p)?),
+        load: |_, r, ids, _| Ok(Box::new(ItemGraph::load("rp3beta", r, ids.len())?)),
+    },
+    Registration {
+        name: "slim",
+        family: "linear",
+        description: "SLIM ElasticNet: non-negative sparse item-item weights by coordinate descent, top-k per item",
+        parse: |_, p| boxed(SlimParams::from_params(p)?),
+        load: |_, r, ids, _| Ok(Box::new(ItemGraph::load("slim", r, ids.len())?)),
     },
     Registration {
         name: "ease",
@@ -192,6 +208,9 @@ pub fn algorithm_catalog() -> Vec<AlgorithmInfo> {
             // With no params the defaults are what is described; a hybrid without members fails
             // after asking for them, which is still described.
             let spec = (r.parse)(r.name, &mut p).ok();
+            if let Some(t) = &spec {
+                Scheme::from_params(&mut p, t.needs_ratings()).expect("the default weighting parses");
+            }
             let has = |f: fn(&dyn Trainer) -> bool| spec.as_deref().is_some_and(f);
             AlgorithmInfo {
                 name: r.name,
@@ -212,19 +231,30 @@ pub fn algorithm_catalog() -> Vec<AlgorithmInfo> {
 pub struct Spec {
     pub algorithm: &'static str,
     trainer: Box<dyn Trainer>,
+    weighting: Scheme,
 }
 
 impl Spec {
     /// Check the algorithm name and params before any data is read. Returns the spec and the
     /// effective params (defaults filled in) to store in the catalog.
     pub fn parse(algorithm: &str, params: &Value) -> Result<(Spec, Value)> {
+        Spec::parse_as(algorithm, params, true)
+    }
+
+    /// A hybrid member: as `parse`, without `weighting` (the hybrid's own applies to all).
+    pub fn parse_member(algorithm: &str, params: &Value) -> Result<(Spec, Value)> {
+        Spec::parse_as(algorithm, params, false)
+    }
+
+    fn parse_as(algorithm: &str, params: &Value, top: bool) -> Result<(Spec, Value)> {
         let Some(r) = registered(algorithm) else {
             return Err(RecsysError::invalid(format!("unknown algorithm \"{algorithm}\""))
                 .with_detail(format!("known algorithms: {}", REGISTRY.iter().map(|r| r.name).collect::<Vec<_>>().join(", "))));
         };
         let mut p = Params::parse(algorithm, params)?;
         let trainer = (r.parse)(r.name, &mut p)?;
-        Ok((Spec { algorithm: r.name, trainer }, p.finish()?))
+        let weighting = if top { Scheme::from_params(&mut p, trainer.needs_ratings())? } else { Scheme::None };
+        Ok((Spec { algorithm: r.name, trainer, weighting }, p.finish()?))
     }
 
     pub fn needs_ratings(&self) -> bool {
@@ -251,13 +281,28 @@ impl Spec {
 
     /// Bytes the fit will allocate (the catalogue's own arrays included).
     pub fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize {
-        data.n_items() * 12 + self.trainer.memory_estimate(data, threads)
+        // A weighted copy of the matrix, when one is made.
+        data.n_items() * 12 + data.nnz() * 8 + self.trainer.memory_estimate(data, threads)
     }
 
     /// Fit on `pool`; neural models train on `device` (the others ignore it).
     pub fn fit(&self, data: &Interactions, device: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Model> {
+        let weighting = Weighting::fit(self.weighting, &data.matrix);
+        let drop_negative = !self.trainer.uses_negative_weights() && data.matrix.values.iter().any(|&v| v < 0.0);
+        let weighted;
+        let data = if weighting.is_identity() && !drop_negative {
+            data
+        } else {
+            let mut copy = data.clone();
+            if drop_negative {
+                copy.matrix = copy.matrix.filtered(|v| v >= 0.0);
+            }
+            weighting.apply_matrix(&mut copy.matrix);
+            weighted = copy;
+            &weighted
+        };
         let algorithm = self.trainer.fit(data, device, pool, progress)?;
-        Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm, params: Value::Null })
+        Ok(Model { item_ids: data.item_ids.clone(), popularity: item_popularity(&data.matrix), algorithm, params: Value::Null, weighting })
     }
 }
 
@@ -303,6 +348,8 @@ pub struct Model {
     /// The effective training params, kept in the model file (Null for hybrid members and
     /// models read from the 0.1.0-0.3.0 format).
     pub params: Value,
+    /// How interaction values became weights in training; served histories get the same.
+    pub weighting: Weighting,
 }
 
 impl PartialEq for Model {
@@ -310,6 +357,7 @@ impl PartialEq for Model {
         self.item_ids == other.item_ids
             && self.popularity == other.popularity
             && self.params == other.params
+            && self.weighting == other.weighting
             && self.algorithm.dyn_eq(other.algorithm.as_any())
     }
 }
@@ -328,12 +376,14 @@ pub struct Request<'a> {
     /// The live items table as (item id, text), for models that encode item text (two_tower):
     /// items trained without are encoded from their text and can be recommended.
     pub items: &'a [(i64, String)],
+    /// λ of maximal-marginal-relevance re-ranking, in [0, 1]: 0 ranks by score alone.
+    pub diversity: f32,
 }
 
 impl<'a> Request<'a> {
     /// A request that only scores (predict, explain): no list, nothing excluded, no items table.
     pub fn scoring(user_id: Option<i64>, history: &'a [(i64, f32)]) -> Request<'a> {
-        Request { user_id, history, n: 0, exclude_seen: false, candidates: None, items: &[] }
+        Request { user_id, history, n: 0, exclude_seen: false, candidates: None, items: &[], diversity: 0.0 }
     }
 }
 
@@ -364,10 +414,17 @@ impl Model {
 
     /// History (item id, weight) → (item index, weight) for known items, sorted by index:
     /// a canonical order, so float sums (and so ties) do not depend on the order rows were read.
+    /// Values are weighted as in training (`weighting`), and a negative one (a dislike) is
+    /// left out for models that did not learn from dislikes.
     pub fn known_history(&self, history: &[(i64, f32)]) -> Vec<(u32, f32)> {
-        let mut h: Vec<(u32, f32)> =
-            history.iter().filter_map(|&(id, w)| index_of(&self.item_ids, id).map(|i| (i, w))).collect();
+        let negatives = self.algorithm.uses_negative_weights();
+        let mut h: Vec<(u32, f32)> = history
+            .iter()
+            .filter(|p| negatives || p.1 >= 0.0)
+            .filter_map(|&(id, w)| index_of(&self.item_ids, id).map(|i| (i, w)))
+            .collect();
         h.sort_unstable_by_key(|p| p.0);
+        self.weighting.apply(&mut h);
         h
     }
 
@@ -437,13 +494,28 @@ impl Model {
         if req.exclude_seen {
             history.iter().for_each(|&(i, _)| eligible[i as usize] = false);
         }
+        // An item the user disliked (a negative value) is never recommended to them.
+        for &(id, w) in req.history {
+            if let Some(i) = index_of(&self.item_ids, id).filter(|_| w < 0.0) {
+                eligible[i as usize] = false;
+            }
+        }
 
+        if !(0.0..=1.0).contains(&req.diversity) {
+            return Err(RecsysError::invalid(format!("diversity must be between 0 and 1, got {}", req.diversity)));
+        }
         let mut scored = self.score(req, &history)?;
         let (scores, reached) = (&scored.scores, &scored.reached);
+        // Diversity re-ranks a pool of the best-scored items (5n, at least 50).
+        let diverse = req.diversity > 0.0 && scored.placed;
+        let pool = if diverse { (req.n.saturating_mul(5)).max(50) } else { req.n };
         let mut out: Vec<(u32, f32)> = top_k(
             (0..n_items as u32).filter(|&i| eligible[i as usize] && reached[i as usize]).map(|i| (i, scores[i as usize])),
-            req.n,
+            pool,
         );
+        if diverse {
+            out = self.diversify(out, req.n, req.diversity)?;
+        }
         if out.len() < req.n {
             let fill = top_k(
                 (0..n_items as u32)
@@ -464,6 +536,37 @@ impl Model {
         Ok((out, scored))
     }
 
+    /// Maximal marginal relevance (Carbonell & Goldstein 1998): n items of `pool` (score order)
+    /// picked one at a time by (1 − λ)·relevance − λ·(largest similarity to an item already
+    /// picked), relevance being the score scaled to [0, 1] over the pool and similarity the
+    /// model's own (neighbours, factors). Ties go to the better-scored item.
+    fn diversify(&self, pool: Vec<(u32, f32)>, n: usize, lambda: f32) -> Result<Vec<(u32, f32)>> {
+        let items: Vec<u32> = pool.iter().map(|p| p.0).collect();
+        let Some(sim) = self.algorithm.pair_similarities(&items) else {
+            return Err(crate::engine::recommender::unsupported("diversity", self.algorithm_name(), "train an item_knn, rp3beta, slim, ease, content, factor or hybrid model"));
+        };
+        let m = pool.len();
+        let (lo, hi) = pool.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+        let relevance: Vec<f32> = pool.iter().map(|p| if hi > lo { (p.1 - lo) / (hi - lo) } else { 1.0 }).collect();
+        let mut closest = vec![0f32; m];
+        let mut taken = vec![false; m];
+        let mut out = Vec::with_capacity(n.min(m));
+        while out.len() < n.min(m) {
+            let mut best: Option<(usize, f32)> = None;
+            for c in (0..m).filter(|&c| !taken[c]) {
+                let v = (1.0 - lambda) * relevance[c] - lambda * closest[c];
+                if best.is_none_or(|(_, b)| v > b) {
+                    best = Some((c, v));
+                }
+            }
+            let Some((c, _)) = best else { break };
+            taken[c] = true;
+            out.push(pool[c]);
+            (0..m).for_each(|d| closest[d] = closest[d].max(sim[d * m + c]));
+        }
+        Ok(out)
+    }
+
     /// Score every trained item for a request (`history`: its known items, by index). A user
     /// with no known history, or one the model cannot place, gets the popularity answer.
     pub fn score(&self, req: &Request, history: &[(u32, f32)]) -> Result<Scored> {
@@ -478,9 +581,18 @@ impl Model {
     /// The n most similar items to `item_id` (empty if the model does not know the item):
     /// stored neighbours for item-kNN, EASE and content, cosine of the item factors or
     /// embeddings for factor and neural models; 0A000 for models without item similarities.
-    pub fn similar_items(&self, item_id: i64, n: usize) -> Result<Vec<(i64, f32)>> {
+    /// `text`: the item's text in the live items table, for an item the model was not trained
+    /// on (content models answer from it).
+    pub fn similar_items(&self, item_id: i64, n: usize, text: Option<&str>) -> Result<Vec<(i64, f32)>> {
         let i = index_of(&self.item_ids, item_id).map(|i| i as usize);
-        let found = self.algorithm.similar_items(self, i, n)?;
+        let from_text = match (i, text) {
+            (None, Some(t)) => self.algorithm.similar_to_text(t, n),
+            _ => None,
+        };
+        let found = match from_text {
+            Some(f) => f,
+            None => self.algorithm.similar_items(self, i, n)?,
+        };
         Ok(found.into_iter().map(|(j, s)| (self.item_ids[j as usize], s)).collect())
     }
 
@@ -561,6 +673,7 @@ impl Model {
         let mut out = Out::new(&mut file, "");
         out.i64s("item_ids", &self.item_ids);
         out.f32s("popularity", &[self.n_items()], &self.popularity);
+        self.weighting.store(&mut out);
         self.algorithm.store(&mut out)?;
         let state = std::mem::take(&mut out.state);
         file.finish(format::metadata(self.algorithm_name(), &self.params, state))
@@ -581,8 +694,9 @@ impl Model {
         let item_ids = r.i64s("item_ids")?;
         format::check_ids(&item_ids, "item ids")?;
         let popularity = r.f32s("popularity", Some(&[item_ids.len()]))?;
+        let weighting = Weighting::load(&r, item_ids.len())?;
         let algorithm = load(&header.algorithm, &r, &item_ids, &popularity)?;
-        Ok(Model { item_ids, popularity, algorithm, params: header.params })
+        Ok(Model { item_ids, popularity, algorithm, params: header.params, weighting })
     }
 
     /// A model file given to `recsys.import_model`: one exported by pg_recsys (any algorithm,
@@ -606,7 +720,7 @@ impl Model {
         let (item_ids, factors) = crate::engine::factors::import(&In::new(&st, "", &header.state), kind, fold_in, data)?;
         let counts = item_popularity(&data.matrix);
         let popularity = item_ids.iter().map(|&id| index_of(&data.item_ids, id).map_or(0.0, |i| counts[i as usize])).collect();
-        Ok(Model { item_ids, popularity, algorithm: Box::new(factors), params })
+        Ok(Model { item_ids, popularity, algorithm: Box::new(factors), params, weighting: Weighting::default() })
     }
 }
 
@@ -692,14 +806,14 @@ mod tests {
     }
 
     fn req<'a>(history: &'a [(i64, f32)], n: usize, candidates: Option<&'a [i64]>) -> Request<'a> {
-        Request { user_id: None, history, n, exclude_seen: true, candidates, items: &[] }
+        Request { user_id: None, history, n, exclude_seen: true, candidates, items: &[], diversity: 0.0 }
     }
 
     #[test]
     fn the_algorithm_catalog_is_what_train_accepts() {
         let all = algorithm_catalog();
         assert_eq!(all.iter().map(|a| a.name).collect::<Vec<_>>(), REGISTRY.iter().map(|r| r.name).collect::<Vec<_>>());
-        assert_eq!(all.len(), 14);
+        assert_eq!(all.len(), 16);
         for a in &all {
             assert!(!a.family.is_empty() && !a.description.is_empty(), "{}", a.name);
             if a.name == "hybrid" {
@@ -724,7 +838,69 @@ mod tests {
         assert!(e.detail.unwrap().contains("item_knn"));
         assert!(Spec::parse("popularity", &json!({"k": 3})).is_err());
         let (_, eff) = Spec::parse("item_knn", &json!({})).unwrap();
-        assert_eq!(eff, json!({"k": 100, "similarity": "cosine", "shrink": 0.0, "min_support": 1}));
+        assert_eq!(eff, json!({"k": 100, "similarity": "cosine", "shrink": 0.0, "min_support": 1, "weighting": "auto"}));
+        // rating models take no weighting; bm25 has its own two params; members take none
+        assert!(Spec::parse("biased_mf", &json!({"weighting": "log"})).is_err());
+        let (_, eff) = Spec::parse("als", &json!({"weighting": "bm25"})).unwrap();
+        assert_eq!((&eff["bm25_k1"], &eff["bm25_b"]), (&json!(100.0), &json!(0.8)));
+        assert!(Spec::parse_member("als", &json!({"weighting": "log"})).is_err());
+    }
+
+    #[test]
+    fn dislikes_are_never_recommended_and_counts_are_weighted() {
+        // exclude_seen off: a liked item may come back, a disliked one never does
+        for alg in ["item_knn", "ease", "slim", "rp3beta", "als", "popularity"] {
+            let m = fit(alg, json!({}));
+            let all = |history: &[(i64, f32)]| m.rec(&Request { exclude_seen: false, ..req(history, 5, None) });
+            assert!(all(&[(10, 1.0)]).iter().any(|p| p.0 == 10), "{alg}");
+            assert!(!all(&[(10, -1.0), (20, 1.0)]).iter().any(|p| p.0 == 10), "{alg}");
+        }
+        // play counts: auto is log2(1 + count), stored with the model, applied to histories
+        let counts = Interactions::from_triplets(&[1, 1, 2, 2, 3], &[10, 20, 10, 30, 30], &[1.0, 3000.0, 2.0, 1.0, 7.0]).unwrap();
+        for scheme in ["auto", "bm25", "tfidf"] {
+            let m = Spec::parse("item_knn", &json!({"weighting": scheme})).unwrap().0.fit(&counts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
+            assert!(!m.weighting.is_identity(), "{scheme}");
+            assert_eq!(Model::decode(&m.encode().unwrap()).unwrap(), m, "{scheme}");
+            let h = m.known_history(&[(20, 3000.0), (10, 1.0)]);
+            assert!(h[1].1 < 3000.0 / 10.0, "{scheme}: {h:?}");
+        }
+        let m = Spec::parse("item_knn", &json!({})).unwrap().0.fit(&counts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
+        assert_eq!(m.known_history(&[(20, 3000.0), (10, 1.0)]), vec![(0, 1.0), (1, 3001f32.log2())]);
+        // binary data is not weighted (and so trains as before)
+        assert!(fit("item_knn", json!({})).weighting.is_identity());
+    }
+
+    #[test]
+    fn diversity_re_ranks_by_maximal_marginal_relevance() {
+        // Two tight clusters: {1, 2, 3} (co-liked by many) and {7, 8} (co-liked by a few). A user
+        // with 1 and 7: by score, 2 and 3 (cluster A) come first; with diversity, 8 moves up.
+        let mut u = Vec::new();
+        let mut i = Vec::new();
+        for user in 0..20 {
+            for item in [1, 2, 3] {
+                u.push(user);
+                i.push(item);
+            }
+            if user < 4 {
+                for item in [7, 8] {
+                    u.push(100 + user);
+                    i.push(item);
+                }
+            }
+        }
+        let data = Interactions::from_triplets(&u, &i, &vec![1.0; u.len()]).unwrap();
+        let m = Spec::parse("item_knn", &json!({})).unwrap().0.fit(&data, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
+        let history = [(1, 1.0), (7, 1.0)];
+        let at = |lambda: f32| m.rec(&Request { diversity: lambda, ..req(&history, 2, None) }).iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(at(0.0), vec![2, 3], "2 and 3 score as high as 8 and come first by id");
+        assert_eq!(at(0.6), vec![2, 8], "the second pick leaves cluster A");
+        assert!(m.recommend(&Request { diversity: 1.5, ..req(&history, 2, None) }).is_err());
+        // a model with no item similarity says so (0A000)
+        let e = fit("popularity", json!({})).recommend(&Request { diversity: 0.3, ..req(&history, 2, None) });
+        assert!(e.is_ok(), "the popularity answer places no one, so nothing to diversify");
+        let ncf = fit("ncf", json!({"epochs": 1}));
+        let e = ncf.recommend(&Request { user_id: Some(1), diversity: 0.3, ..req(&[(10, 1.0), (20, 1.0)], 2, None) }).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
     }
 
     #[test]
@@ -757,7 +933,7 @@ mod tests {
         let got = m.rec(&req(&[(10, 1.0)], 10, Some(&[40, 20, 777, 10])));
         // 10 is seen; 777 unknown; 20 scored; 40 filled
         assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), vec![20, 40]);
-        let all = Request { user_id: None, history: &[(10, 1.0)], n: 10, exclude_seen: false, candidates: Some(&[10]), items: &[] };
+        let all = Request { user_id: None, history: &[(10, 1.0)], n: 10, exclude_seen: false, candidates: Some(&[10]), items: &[], diversity: 0.0 };
         assert_eq!(m.rec(&all).len(), 1);
     }
 
@@ -770,23 +946,23 @@ mod tests {
     #[test]
     fn similar_items_and_neighbor_rows() {
         let m = fit("item_knn", json!({"k": 1}));
-        assert_eq!(m.similar_items(10, 5).unwrap(), vec![(20, 1.0)]);
-        assert!(m.similar_items(999, 5).unwrap().is_empty());
+        assert_eq!(m.similar_items(10, 5, None).unwrap(), vec![(20, 1.0)]);
+        assert!(m.similar_items(999, 5, None).unwrap().is_empty());
         let (items, nbrs, scores) = m.item_neighbors().unwrap();
         assert_eq!(items.len(), 5);
         assert_eq!((items[0], nbrs[0], scores[0]), (10, 20, 1.0));
         let p = fit("popularity", json!({}));
-        assert_eq!(p.similar_items(10, 5).unwrap_err().kind, ErrorKind::Unsupported);
+        assert_eq!(p.similar_items(10, 5, None).unwrap_err().kind, ErrorKind::Unsupported);
         assert!(p.item_neighbors().is_none());
         // A capability a model does not have is 0A000 for every item or user, known or not.
         let users = fit("user_knn", json!({}));
         for item in [10, 999] {
-            assert_eq!(users.similar_items(item, 5).unwrap_err().kind, ErrorKind::Unsupported);
+            assert_eq!(users.similar_items(item, 5, None).unwrap_err().kind, ErrorKind::Unsupported);
         }
         assert_eq!(p.similar_users(1, 5).unwrap_err().kind, ErrorKind::Unsupported);
         assert!(!users.similar_users(1, 5).unwrap().is_empty());
         let none = fit("hybrid", json!({"members": [{"algorithm": "popularity"}, {"algorithm": "user_knn"}]}));
-        assert!(none.similar_items(10, 5).unwrap_err().hint.unwrap().contains("add an item_knn"));
+        assert!(none.similar_items(10, 5, None).unwrap_err().hint.unwrap().contains("add an item_knn"));
     }
 
     #[test]
@@ -812,15 +988,19 @@ mod tests {
         let tower = tower.fit(&texts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
         // a cold item (60) is recommended by its text next to the trained ones
         let items = [(60, "red apple pie".to_string()), (10, "red".to_string())];
-        let got = tower.rec(&Request { user_id: None, history: &[(20, 1.0)], n: 10, exclude_seen: true, candidates: None, items: &items });
+        let got = tower.rec(&Request { user_id: None, history: &[(20, 1.0)], n: 10, exclude_seen: true, candidates: None, items: &items, diversity: 0.0 });
         assert_eq!(got.len(), 5);
         assert!(got.iter().any(|p| p.0 == 60) && !got.iter().any(|p| p.0 == 20));
         let content = Spec::parse("content", &json!({})).unwrap().0.fit(&texts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
         // history {20: "red apple"}: 10 ("red") is reached, cold 60 ("red apple pie") ranks first
-        let got = content.rec(&Request { user_id: None, history: &[(20, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
+        let got = content.rec(&Request { user_id: None, history: &[(20, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items, diversity: 0.0 });
         assert_eq!(got[0].0, 60);
         assert_eq!(got[1].0, 10);
         assert_eq!(content.explain(None, &[(20, 1.0), (30, 1.0)], 10, 5).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), vec![20]);
+        // similar items of an item added after training, from its text: 20 ("red apple") first
+        let similar = content.similar_items(60, 2, Some("red apple pie")).unwrap();
+        assert_eq!(similar.iter().map(|p| p.0).collect::<Vec<_>>(), vec![20, 10]);
+        assert!(content.similar_items(60, 2, None).unwrap().is_empty());
         for m in others.into_iter().chain(factor_models).chain([tower, content]) {
             let bytes = m.encode().unwrap();
             assert_eq!(Model::decode(&bytes).unwrap(), m);
@@ -897,7 +1077,7 @@ mod tests {
         // explain splits the fused score over the history; similar_items comes from a member
         let why = h.explain(None, &[(10, 1.0), (30, 1.0)], 20, 5).unwrap();
         assert_eq!(why[0].0, 10);
-        assert_eq!(h.similar_items(10, 1).unwrap()[0].0, 20);
+        assert_eq!(h.similar_items(10, 1, None).unwrap()[0].0, 20);
         let rank = fit("hybrid", json!({"members": [{"algorithm": "item_knn"}, {"algorithm": "popularity"}], "fusion": "rank"}));
         assert_eq!(rank.rec(&req(&[(10, 1.0)], 10, None)).len(), 4);
         for bad in [
@@ -930,7 +1110,7 @@ mod tests {
             let m = fit(alg, params);
             let why = m.explain(None, &history, 50, 5).unwrap();
             assert!(why.iter().all(|p| p.0 == 10 || p.0 == 20), "{alg}: {why:?}");
-            let recs = reasons(&m, &Request { user_id: Some(1), history: &history, n: 3, exclude_seen: true, candidates: None, items: &[] });
+            let recs = reasons(&m, &Request { user_id: Some(1), history: &history, n: 3, exclude_seen: true, candidates: None, items: &[], diversity: 0.0 });
             assert_eq!(recs.len(), 3, "{alg}");
             assert!(recs.iter().all(|r| !r.2.is_empty()), "{alg}: {recs:?}");
             if alg == "popularity" {
@@ -954,7 +1134,7 @@ mod tests {
         let items: Vec<(i64, String)> = [(10, "red apple"), (20, "green apple"), (30, "blue sky"), (40, "blue car"), (50, "red car")]
             .map(|(i, t)| (i, t.to_string()))
             .to_vec();
-        let recs = reasons(&c, &Request { user_id: None, history: &[(10, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items });
+        let recs = reasons(&c, &Request { user_id: None, history: &[(10, 1.0)], n: 2, exclude_seen: true, candidates: None, items: &items, diversity: 0.0 });
         assert!(recs[0].2.starts_with("similar to \"red apple\" (shared words: "), "{recs:?}");
     }
 

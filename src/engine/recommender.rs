@@ -45,6 +45,12 @@ pub trait Trainer: Debug + Send + Sync {
         false
     }
 
+    /// Learns from negative values (dislikes): rating models (a low rating) and ALS (negative
+    /// confidence). The others train on the rows of value 0 or more.
+    fn uses_negative_weights(&self) -> bool {
+        self.needs_ratings()
+    }
+
     /// Bytes the fit will allocate, so the caller can refuse before allocating.
     fn memory_estimate(&self, data: &Interactions, threads: usize) -> usize;
 
@@ -106,6 +112,12 @@ pub trait Recommender: DynEq + Debug + Send + Sync {
         Err(unsupported("similar_items", self.name(), "train an item_knn or factor model"))
     }
 
+    /// The n trained items most similar to an item the model was not trained on, from its
+    /// text (content models); None for models that cannot.
+    fn similar_to_text(&self, _text: &str, _n: usize) -> Option<Vec<(u32, f32)>> {
+        None
+    }
+
     /// The n users most similar to a user (empty for a user the model has not seen).
     fn similar_users(&self, _user_id: i64, _n: usize) -> Result<Vec<(i64, f32)>> {
         Err(unsupported("similar_users", self.name(), "train a factor model (svd, biased_mf, svdpp, als or bpr)"))
@@ -114,6 +126,12 @@ pub trait Recommender: DynEq + Debug + Send + Sync {
     /// Stored top neighbours per item, for `recsys.item_neighbors`.
     fn item_neighbors(&self) -> Option<&Neighbors> {
         None
+    }
+
+    /// How similar each pair of `items` is, in [0, 1], row-major (|items|²), for diversity
+    /// re-ranking; None when the model has no item similarity. Default: the neighbour table.
+    fn pair_similarities(&self, items: &[u32]) -> Option<Vec<f32>> {
+        self.item_neighbors().map(|nb| nb.pair_similarities(items))
     }
 
     /// (user, neighbour, score) rows for `recsys.user_neighbors`.
@@ -129,6 +147,12 @@ pub trait Recommender: DynEq + Debug + Send + Sync {
     /// Reads the live items table when serving (text models encode untrained items).
     fn reads_item_text(&self) -> bool {
         false
+    }
+
+    /// Scores a history with negative values (dislikes) in it; the others are served the
+    /// history's other rows, as they were trained.
+    fn uses_negative_weights(&self) -> bool {
+        self.predicts_ratings()
     }
 
     /// Scores are predicted ratings (clipped to the observed range).

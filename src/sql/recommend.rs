@@ -49,8 +49,10 @@ fn recommend(
     filter: default!(Option<&str>, "NULL"),
     items: default!(Option<PgRelation>, "NULL"),
     with_reasons: default!(Option<bool>, false),
+    diversity: default!(Option<f64>, 0.0),
 ) -> Result<TableIterator<'static, (name!(item_id, i64), name!(score, f32), name!(rank, i32), name!(reason, Option<String>))>, ErrorReport> {
     let n = positive_n(n)?;
+    let diversity = required(diversity, "diversity")? as f32;
     let exclude_seen = required(exclude_seen, "exclude_seen")?;
     let with_reasons = required(with_reasons, "with_reasons")?;
     let mut row = catalog::resolve(model)?;
@@ -76,7 +78,7 @@ fn recommend(
                         .into())
                 }
             };
-            let allowed: HashSet<i64> = source.filtered_items(&table, predicate)?.into_iter().collect();
+            let allowed: HashSet<i64> = source.filtered_items(&table, predicate, user_id)?.into_iter().collect();
             candidates = Some(match candidates.take() {
                 Some(c) => c.into_iter().filter(|i| allowed.contains(i)).collect(),
                 None => allowed.into_iter().collect(),
@@ -85,7 +87,7 @@ fn recommend(
         // Models that encode item text see the items table as it is now (new items included).
         let texts = item_texts(&row, &fitted, &source, with_reasons)?;
         let answer = fitted.answer(
-            &Request { user_id: Some(user_id), history: &history, n, exclude_seen, candidates: candidates.as_deref(), items: &texts },
+            &Request { user_id: Some(user_id), history: &history, n, exclude_seen, candidates: candidates.as_deref(), items: &texts, diversity },
             with_reasons,
         )?;
         // A user this model cannot place goes to the model's fallback, when it names one.
@@ -138,7 +140,14 @@ fn similar_items(
     let row = catalog::resolve(model)?;
     let fitted = cache::get(&row)?;
     let Some(item_id) = item_id else { return Ok(TableIterator::new(Vec::new())) };
-    Ok(TableIterator::new(fitted.similar_items(item_id, n)?))
+    // An item added to the items table after training: text models answer from its text.
+    let text = if fitted.reads_item_text() && !fitted.item_ids.contains(&item_id) {
+        let source = Source::from_catalog(row.source.clone(), &row.columns)?;
+        item_texts(&row, &fitted, &source, false)?.into_iter().find(|p| p.0 == item_id).map(|p| p.1)
+    } else {
+        None
+    };
+    Ok(TableIterator::new(fitted.similar_items(item_id, n, text.as_deref())?))
 }
 
 #[pg_extern(stable)]

@@ -2,7 +2,7 @@
 //! for training (a cursor in batches), or read one user's current history for serving.
 
 use pgrx::prelude::*;
-use pgrx::PgRelation;
+use pgrx::{PgOid, PgRelation};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 use pgrx::spi::quote_identifier;
@@ -93,11 +93,14 @@ pub fn qualified_name(relation: &PgRelation) -> String {
 /// parsed first, and refused unless it is exactly one statement (a `;` in the user's text that
 /// would start a second one is 42601), then prepared and run read-only with the caller's
 /// privileges. Syntax errors and unknown columns come back as PostgreSQL's own errors (42601, 42703).
-fn user_sql<T>(query: &str, read: impl FnOnce(pgrx::spi::SpiTupleTable) -> SqlResult<T>) -> SqlResult<T> {
+/// `user` (when given) is the query's `$1`, a bigint.
+fn user_sql<T>(query: &str, user: Option<i64>, read: impl FnOnce(pgrx::spi::SpiTupleTable) -> SqlResult<T>) -> SqlResult<T> {
     one_statement(query)?;
     Spi::connect(|client| {
-        let plan = client.prepare(query, &[]).map_err(spi)?;
-        let table = client.select(&plan, None, &[]).map_err(spi)?;
+        let types = if user.is_some() { vec![PgOid::BuiltIn(PgBuiltInOids::INT8OID)] } else { Vec::new() };
+        let plan = client.prepare(query, &types).map_err(spi)?;
+        let args: Vec<pgrx::datum::DatumWithOid> = user.into_iter().map(Into::into).collect();
+        let table = client.select(&plan, None, &args).map_err(spi)?;
         read(table)
     })
 }
@@ -201,7 +204,7 @@ impl Source {
     pub fn item_texts(&self) -> SqlResult<Vec<(i64, String)>> {
         let (Some(items), Some(_)) = (&self.items, &self.item_text) else { return Ok(Vec::new()) };
         let query = self.item_text_query.clone().unwrap_or_else(|| self.item_text_sql());
-        user_sql(&query, |table| {
+        user_sql(&query, None, |table| {
             let ty = table.column_type_oid(2).map_err(spi)?.value();
             if ![pg_sys::TEXTOID, pg_sys::VARCHAROID, pg_sys::BPCHAROID, pg_sys::NAMEOID].contains(&ty) {
                 let name = Spi::get_one_with_args::<String>("SELECT format_type($1, NULL)", &[ty.into()]).map_err(spi)?;
@@ -223,10 +226,12 @@ impl Source {
     }
 
     /// Ids of the rows of `items` (keyed by the item column) for which `predicate` is true.
-    pub fn filtered_items(&self, items: &str, predicate: &str) -> SqlResult<Vec<i64>> {
+    /// The items of `items` that pass the caller's `predicate`, in which `$1` is the user being
+    /// served (bigint), so a rule can be per user ("not in this user's cart").
+    pub fn filtered_items(&self, items: &str, predicate: &str, user: i64) -> SqlResult<Vec<i64>> {
         let item = quote_identifier(&self.item_column);
         let query = format!("SELECT {item}::int8 FROM {items} WHERE ({predicate})");
-        user_sql(&query, |table| {
+        user_sql(&query, Some(user), |table| {
             let mut out = Vec::with_capacity(table.len());
             for row in table {
                 out.extend(row.get::<i64>(1).map_err(spi)?);

@@ -1,19 +1,119 @@
-//! recsys.tune: a grid search on a seeded validation split of the training table, then the best
-//! point retrained on all of it and deployed as a new version.
+//! recsys.tune: a search on a seeded validation split of the training table — a grid, random
+//! points of a space of choices and ranges, or successive halving over them — within a trial and
+//! time budget, then the best point retrained on all of it and deployed as a new version.
+//! `algorithm => 'auto'` searches a portfolio of algorithms and a hybrid of the best two, and
+//! keeps the leaderboard in the version's metrics.
 
 use std::time::Instant;
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgRelation};
+use serde_json::{json, Value};
 
+use crate::engine::interactions::Interactions;
 use crate::engine::model::Spec;
+use crate::engine::rng::Rng;
 use crate::engine::split::check_fraction;
-use crate::engine::tune::{grid_points, holdout, score, Metric};
+use crate::engine::tune::{grid_points, halving_rungs, holdout, hybrid_of, score, user_share, Metric, Space, HYBRID_WEIGHTS, PORTFOLIO};
 use crate::engine::{ErrorKind, RecsysError};
-use crate::sql::errors::required;
+use crate::sql::errors::{required, spi, SqlResult};
 use crate::sql::source::Source;
 use crate::sql::train::{check_request, fit, fit_and_save, read_source, training_pool, Interruptible};
+
+/// Configurations of a random or halving search when `trials` is not given; auto: per algorithm.
+const DEFAULT_TRIALS: usize = 20;
+const AUTO_TRIALS_PER_ALGORITHM: usize = 4;
+
+/// One configuration tried: its algorithm and spec, and its scores (share of users, value).
+struct Trial {
+    algorithm: &'static str,
+    spec: Spec,
+    params: Value,
+    scores: Vec<(f64, f64)>,
+}
+
+impl Trial {
+    fn new(algorithm: &str, point: &Value) -> SqlResult<Trial> {
+        let (spec, params) = Spec::parse(algorithm, point)?;
+        Ok(Trial { algorithm: spec.algorithm, spec, params, scores: Vec::new() })
+    }
+
+    /// The score at the largest share it was trained on.
+    fn last(&self) -> Option<(f64, f64)> {
+        self.scores.last().copied()
+    }
+}
+
+/// The search state shared by every rung: data, budget, and how to score.
+struct Search<'a> {
+    train: &'a Interactions,
+    valid: &'a Interactions,
+    metric: Metric,
+    k: usize,
+    seed: i64,
+    started: Instant,
+    seconds: Option<f64>,
+    fits: usize,
+}
+
+impl Search<'_> {
+    fn out_of_budget(&self) -> bool {
+        self.fits > 0 && self.seconds.is_some_and(|s| self.started.elapsed().as_secs_f64() >= s)
+    }
+
+    /// Fit and score `t` on `share` of the users; false when the budget stopped it first.
+    fn run(&mut self, t: &mut Trial, share: f64) -> SqlResult<bool> {
+        if self.out_of_budget() {
+            return Ok(false);
+        }
+        let (train, valid) = user_share(self.train, self.valid, share, self.seed)?;
+        if train.nnz() == 0 || valid.nnz() == 0 {
+            return Ok(true);
+        }
+        let pool = training_pool(t.algorithm, &t.spec, &train)?;
+        let (fitted, seconds) = fit(&pool, &t.spec, &train)?;
+        let value = score(&fitted, &train, &valid, self.metric, self.k, &pool, &mut Interruptible::new())?;
+        self.fits += 1;
+        let label = self.metric.label(self.k);
+        let on = if share < 1.0 { format!(" on {:.0} % of the users", share * 100.0) } else { String::new() };
+        pgrx::notice!("pg_recsys: tune {} {}{on}: {label} {value:.6} (fit {seconds:.2} s)", t.algorithm, t.params);
+        t.scores.push((share, value));
+        Ok(true)
+    }
+
+    /// Successive halving over `trials` (one rung at share 1 for a plain list).
+    fn rungs(&mut self, trials: &mut [Trial], halving: bool) -> SqlResult<()> {
+        let rungs = if halving { halving_rungs(trials.len()) } else { vec![(trials.len(), 1.0)] };
+        let mut alive: Vec<usize> = (0..trials.len()).collect();
+        for (keep, share) in rungs {
+            // The best `keep` of the previous rung go on (all on the first).
+            alive.sort_by(|&a, &b| {
+                let (va, vb) = (trials[a].last().map(|s| s.1), trials[b].last().map(|s| s.1));
+                match (va, vb) {
+                    (Some(x), Some(y)) if self.metric.better(x, y) => std::cmp::Ordering::Less,
+                    (Some(x), Some(y)) if self.metric.better(y, x) => std::cmp::Ordering::Greater,
+                    _ => a.cmp(&b),
+                }
+            });
+            alive.truncate(keep);
+            for &i in &alive {
+                if !self.run(&mut trials[i], share)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The best trial among those scored on the largest share any reached.
+fn best_of(trials: &[Trial], metric: Metric) -> Option<usize> {
+    let top_share = trials.iter().filter_map(|t| t.last().map(|s| s.0)).fold(0.0, f64::max);
+    (0..trials.len())
+        .filter(|&i| trials[i].last().is_some_and(|s| s.0 >= top_share))
+        .reduce(|b, i| if metric.better(trials[i].last().unwrap().1, trials[b].last().unwrap().1) { i } else { b })
+}
 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile)]
@@ -21,7 +121,7 @@ fn tune(
     model: Option<&str>,
     source: Option<PgRelation>,
     algorithm: Option<&str>,
-    grid: Option<JsonB>,
+    grid: default!(Option<JsonB>, "'{}'"),
     metric: default!(Option<&str>, "'ndcg'"),
     k: default!(Option<i32>, 10),
     user_column: default!(Option<&str>, "'user_id'"),
@@ -29,7 +129,13 @@ fn tune(
     rating_column: default!(Option<&str>, "NULL"),
     validation_fraction: default!(Option<f64>, 0.2),
     seed: default!(Option<i64>, 42),
-) -> Result<TableIterator<'static, (name!(params, JsonB), name!(metric, String), name!(value, f64), name!(best, bool))>, ErrorReport> {
+    search: default!(Option<&str>, "'grid'"),
+    trials: default!(Option<i32>, "NULL"),
+    time_budget: default!(Option<f64>, "NULL"),
+) -> Result<
+    TableIterator<'static, (name!(params, JsonB), name!(metric, String), name!(value, f64), name!(best, bool), name!(algorithm, String), name!(users_share, f64))>,
+    ErrorReport,
+> {
     let started = Instant::now();
     let name = required(model, "model")?;
     let relation = required(source, "source")?;
@@ -42,21 +148,73 @@ fn tune(
     let fraction = required(validation_fraction, "validation_fraction")?;
     check_fraction(fraction)?;
     let seed = required(seed, "seed")?;
-    // Every point is checked before any data is read.
-    let points: Vec<(Spec, serde_json::Value)> = grid_points(&required(grid, "grid")?.0)?
-        .iter()
-        .map(|p| Spec::parse(algorithm, p))
-        .collect::<Result<_, _>>()?;
-    if points[0].0.needs_time() {
-        return Err(RecsysError::new(ErrorKind::Unsupported, format!("recsys.tune does not tune {algorithm} models"))
-            .with_hint("its validation split ignores time order; call recsys.train with explicit params")
-            .into());
+    let search = required(search, "search")?;
+    let halving = match search {
+        "grid" | "random" => false,
+        "halving" => true,
+        other => {
+            return Err(RecsysError::invalid(format!("unknown search \"{other}\"")).with_detail("known searches: grid, random, halving").into())
+        }
+    };
+    // Configurations: grid points kept (all by default), random or halving points drawn,
+    // 'auto': points per algorithm (the defaults and draws of its space).
+    let trials = match trials {
+        Some(t) if t < 1 => return Err(RecsysError::invalid(format!("trials must be at least 1, got {t}")).into()),
+        t => t.map(|t| t as usize),
+    };
+    if let Some(s) = time_budget.filter(|s| !(*s > 0.0 && s.is_finite())) {
+        return Err(RecsysError::invalid(format!("time_budget must be a positive number of seconds, got {s}")).into());
     }
-    check_request(name, algorithm, &points[0].0, rating_column, None)?;
-    if metric.is_error() && !points[0].0.needs_ratings() {
-        return Err(RecsysError::invalid(format!("metric {} needs a rating model (biased_mf, svdpp, or item_knn with a rating similarity)", metric.label(0)))
-            .with_hint("tune top-N models on ndcg, precision, recall, map, hitrate or coverage")
-            .into());
+    let grid = required(grid, "grid")?.0;
+    let mut rng = Rng::new(seed as u64 ^ 0x7475_6e65);
+    // Every point is checked before any data is read.
+    let mut list: Vec<Trial> = Vec::new();
+    if algorithm == "auto" {
+        if grid.as_object().is_none_or(|g| !g.is_empty()) {
+            return Err(RecsysError::invalid("algorithm 'auto' searches its own portfolio and takes no grid")
+                .with_hint("leave grid out, or tune one algorithm with a grid")
+                .into());
+        }
+        if metric.is_error() {
+            return Err(RecsysError::invalid("algorithm 'auto' chooses a top-N model; tune it on ndcg, precision, recall, map or hitrate").into());
+        }
+        let per = trials.map_or(AUTO_TRIALS_PER_ALGORITHM, |t| (t / PORTFOLIO.len()).max(1));
+        for (alg, space) in PORTFOLIO {
+            let space = Space::parse(&serde_json::from_str(space).expect("the portfolio's spaces are JSON"))?;
+            list.push(Trial::new(alg, &json!({}))?);
+            for _ in 1..per {
+                list.push(Trial::new(alg, &space.sample(&mut rng))?);
+            }
+        }
+    } else {
+        let points = match search {
+            "grid" => {
+                let mut points = grid_points(&grid)?;
+                points.truncate(trials.unwrap_or(points.len()));
+                points
+            }
+            _ => {
+                let space = Space::parse(&grid)?;
+                (0..trials.unwrap_or(DEFAULT_TRIALS)).map(|_| space.sample(&mut rng)).collect()
+            }
+        };
+        for p in &points {
+            list.push(Trial::new(algorithm, p)?);
+        }
+        if list[0].spec.needs_time() {
+            return Err(RecsysError::new(ErrorKind::Unsupported, format!("recsys.tune does not tune {algorithm} models"))
+                .with_hint("its validation split ignores time order; call recsys.train with explicit params")
+                .into());
+        }
+        check_request(name, algorithm, &list[0].spec, rating_column, None)?;
+        if metric.is_error() && !list[0].spec.needs_ratings() {
+            return Err(RecsysError::invalid(format!("metric {} needs a rating model (biased_mf, svdpp, or item_knn with a rating similarity)", metric.label(0)))
+                .with_hint("tune top-N models on ndcg, precision, recall, map, hitrate or coverage")
+                .into());
+        }
+    }
+    if algorithm == "auto" {
+        check_request(name, "auto", &list[0].spec, rating_column, None)?;
     }
     let source = Source::resolve(
         &relation,
@@ -67,21 +225,61 @@ fn tune(
     )?;
     let data = read_source(&source)?;
     let (train, valid) = holdout(&data, fraction, seed)?;
-    let label = metric.label(k as usize);
-    let mut scored: Vec<(serde_json::Value, f64)> = Vec::with_capacity(points.len());
-    for (spec, effective) in &points {
-        let pool = training_pool(algorithm, spec, &train)?;
-        let (fitted, seconds) = fit(&pool, spec, &train)?;
-        let value = score(&fitted, &train, &valid, metric, k as usize, &pool, &mut Interruptible::new())?;
-        pgrx::notice!("pg_recsys: tune {algorithm} {effective}: {label} {value:.6} (fit {seconds:.2} s)");
-        scored.push((effective.clone(), value));
+    let mut s = Search { train: &train, valid: &valid, metric, k: k as usize, seed, started, seconds: time_budget, fits: 0 };
+    s.rungs(&mut list, halving)?;
+    if algorithm == "auto" {
+        // A hybrid of the two best algorithms (each with its best params).
+        let mut by_algorithm: Vec<usize> = Vec::new();
+        for (alg, _) in PORTFOLIO {
+            let best = (0..list.len())
+                .filter(|&i| list[i].algorithm == *alg && list[i].last().is_some_and(|v| v.0 >= 1.0))
+                .reduce(|b, i| if metric.better(list[i].last().unwrap().1, list[b].last().unwrap().1) { i } else { b });
+            by_algorithm.extend(best);
+        }
+        by_algorithm.sort_by(|&a, &b| list[b].last().unwrap().1.total_cmp(&list[a].last().unwrap().1));
+        if let [a, b, ..] = by_algorithm[..] {
+            let (ma, mb) = ((list[a].algorithm, list[a].params.clone()), (list[b].algorithm, list[b].params.clone()));
+            for &w in HYBRID_WEIGHTS {
+                let mut t = Trial::new("hybrid", &hybrid_of((ma.0, &ma.1), (mb.0, &mb.1), w))?;
+                if !s.run(&mut t, 1.0)? {
+                    break;
+                }
+                list.push(t);
+            }
+        }
     }
-    let best = (0..scored.len())
-        .reduce(|b, i| if metric.better(scored[i].1, scored[b].1) { i } else { b })
-        .unwrap_or(0);
-    let (spec, effective) = &points[best];
-    fit_and_save(name, algorithm, spec, effective.clone(), &source, data, started)?;
-    Ok(TableIterator::new(
-        scored.into_iter().enumerate().map(move |(i, (p, v))| (JsonB(p), label.clone(), v, i == best)),
-    ))
+    let best = best_of(&list, metric).ok_or_else(|| RecsysError::invalid("no configuration could be scored on the validation split"))?;
+    let label = metric.label(k as usize);
+    let leaderboard: Vec<Value> = {
+        let mut scored: Vec<&Trial> = list.iter().filter(|t| t.last().is_some()).collect();
+        scored.sort_by(|a, b| {
+            let (x, y) = (a.last().unwrap(), b.last().unwrap());
+            y.0.total_cmp(&x.0).then(if metric.better(x.1, y.1) { std::cmp::Ordering::Less } else if metric.better(y.1, x.1) { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Equal })
+        });
+        scored.iter().map(|t| json!({"algorithm": t.algorithm, "params": t.params, label.clone(): t.last().unwrap().1, "users_share": t.last().unwrap().0})).collect()
+    };
+    let chosen = &list[best];
+    let (version, ..) = fit_and_save(name, chosen.algorithm, &chosen.spec, chosen.params.clone(), &source, data, started)?;
+    record_leaderboard(name, version, &label, Value::from(leaderboard))?;
+    let rows: Vec<_> = list
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let (alg, params, label) = (t.algorithm.to_string(), t.params, label.clone());
+            let last = t.scores.len().saturating_sub(1);
+            t.scores.into_iter().enumerate().map(move |(r, (share, v))| (JsonB(params.clone()), label.clone(), v, i == best && r == last, alg.clone(), share))
+        })
+        .collect();
+    Ok(TableIterator::new(rows))
+}
+
+/// The search's candidates and their validation metric, in the new version's metrics.
+fn record_leaderboard(name: &str, version: i32, label: &str, leaderboard: Value) -> SqlResult<()> {
+    crate::sql::access::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "UPDATE recsys.models SET metrics = metrics || jsonb_build_object('leaderboard', $3::jsonb, 'tuned_on', $4::text) WHERE name = $1 AND version = $2",
+            &[name.into(), version.into(), JsonB(leaderboard).into(), format!("validation {label}").into()],
+        )
+        .map_err(spi)
+    })
 }
