@@ -14,7 +14,7 @@ PSQL := psql -X -v ON_ERROR_STOP=1 -q
 PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
-.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel bench-dense clean-scratch
+.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel bench-dense bench-frontier clean-scratch
 
 setup:
 	@.ci/setup
@@ -82,7 +82,12 @@ bench-scale: cluster
 bench-dense: cluster
 	@benches/dense.sh
 
+# rp3beta, slim and auto against numpy RP3beta and scikit-learn SLIM; diversity (benches/REPORT.md).
+bench-frontier: cluster
+	@benches/frontier.sh
+
 bench: cluster
 	@benches/report.sh
 	@benches/dense.sh
+	@benches/frontier.sh
 	cargo bench --no-default-features --bench engine

@@ -86,8 +86,31 @@ for src in ["bi_view", "bi_parted", "bi_empty", "bi_one_user", "bi_one_item", "b
     if src in ("bi_empty", "bi_text_ids", "bi_numeric_ids", "no_such_table", "pg_class"):
         add(f"SELECT * FROM recsys.train('m_knn', '{src}', 'item_knn')")
 # Negative and zero weights where an algorithm reads them as confidences or ratings.
-for alg in ["item_knn", "als", "bpr", "ease", "user_knn", "svd"]:
+for alg in ["item_knn", "als", "bpr", "ease", "user_knn", "svd", "rp3beta", "slim"]:
     add(f"SELECT * FROM recsys.train(@T@, 'bi_negative', '{alg}', rating_column => 'rating')")
+# Weightings, rp3beta and slim params, diversity, a filter's parameters, tune's searches.
+for params in ['{"weighting": "nope"}', '{"weighting": null}', '{"weighting": "bm25", "bm25_k1": -1}', '{"weighting": "bm25", "bm25_b": 2}',
+               '{"weighting": "log", "bm25_k1": 1}', '{"weighting": "tfidf"}', '{"weighting": "bm25"}']:
+    add(f"SELECT * FROM recsys.train(@T@, 'bi', 'item_knn', '{params}', rating_column => 'rating')")
+for alg, params in [("rp3beta", '{"alpha": -1}'), ("rp3beta", '{"beta": "NaN"}'), ("rp3beta", '{"k": 0}'), ("rp3beta", '{"normalize": 1}'),
+                    ("slim", '{"alpha": 0}'), ("slim", '{"l1_ratio": -0.1}'), ("slim", '{"max_iter": 0}'), ("slim", '{"tol": 2}'),
+                    ("biased_mf", '{"weighting": "log"}')]:
+    add(f"SELECT * FROM recsys.train(@T@, 'bi', '{alg}', '{params}', rating_column => 'rating')")
+for model in ["m_knn", "m_als", "m_ease", "m_pop", "m_ncf", "m_seq", "m_hybrid"]:
+    for d in ["NULL", "-0.1", "1.0000001", "'NaN'", "'Infinity'", "0", "1", "0.5"]:
+        add(f"SELECT count(*) FROM recsys.recommend(1, 10, '{model}', diversity => {d})")
+for f in ["item_id <> $1", "item_id <> $2", "$1 IS NULL", "item_id = $1::text::int"]:
+    add(f"SELECT count(*) FROM recsys.recommend(1, 10, 'm_content', filter => '{f}')")
+for args in ["'t_tune', 'bi', 'ease', '{\"lambda\": {\"min\": 1, \"max\": 10}}'",
+             "'t_tune', 'bi', 'ease', '{\"lambda\": {\"min\": 1, \"max\": 10}}', search => 'random', trials => 2",
+             "'t_tune', 'bi', 'ease', '{\"lambda\": {\"min\": \"a\", \"max\": 10}}', search => 'random'",
+             "'t_tune', 'bi', 'ease', '{\"lambda\": {\"min\": 1e308, \"max\": 1e308}}', search => 'random', trials => 1",
+             "'t_tune', 'bi', 'ease', '{}', search => NULL", "'t_tune', 'bi', 'ease', '{}', search => 'random', trials => -1",
+             "'t_tune', 'bi', 'ease', '{}', search => 'halving', trials => 2147483647, time_budget => 0.5",
+             "'t_tune', 'bi', 'ease', '{}', time_budget => 'NaN'", "'t_tune', 'bi', 'ease', '{}', time_budget => -1",
+             "'t_tune', 'bi', 'auto', '{\"k\": [1]}'", "'t_tune', 'bi', 'auto', metric => 'rmse'",
+             "'t_tune', 'bi', 'auto', trials => 1, time_budget => 0.01"]:
+    add(f"SELECT count(*) FROM recsys.tune({args})")
 for alg in ["biased_mf", "svdpp"]:
     for src in ["bi", "bi_negative", "bi_one_user"]:
         add(f"SELECT * FROM recsys.train(@T@, '{src}', '{alg}', '{{\"epochs\": 2}}', rating_column => 'rating')")
@@ -173,7 +196,12 @@ EXPECT = [
     ("export_model('nope')", "42704"), ("export_model('m_knn', 0)", "42704"), ("export_model(NULL)", "22004"),
     ("import_model(@T@, '\\x00'::bytea", "22023"), ("|| '\\x00'::bytea, 'bi')", "22023"), ("placing '\\x7f7f'", "22023"),
     ("export_model('m_content'), 'bi')", "22023"),
-    ("user_column => 'user_id; DROP TABLE bi'", "42703"), ("'bi_negative', 'als', rating_column", "22023"), ("split('bi', 'bi', 's_te')", "42P07"),
+    ("user_column => 'user_id; DROP TABLE bi'", "42703"), ("'bi_negative', 'als', rating_column", "ok"), ("'bi_negative', 'ease', rating_column", "22023"),
+    ("'bi_negative', 'slim', rating_column", "22023"), ("diversity => -0.1", "22023"), ("diversity => 1.0000001", "22023"),
+    ("'m_pop', diversity => 0.5", "ok"), ("'m_ease', diversity => 0.5", "ok"), ("'m_als', diversity => 1)", "ok"),
+    ("'m_ncf', diversity => 0.5", "0A000"), ("filter => 'item_id <> $1'", "ok"), ("filter => 'item_id <> $2'", "42P02"),
+    ("search => NULL", "22004"), ("trials => -1", "22023"), ("time_budget => -1", "22023"), ("metric => 'rmse'", "22023"),
+    ("'{\"weighting\": \"nope\"}'", "22023"), ("'biased_mf', '{\"weighting\": \"log\"}'", "22023"), ("split('bi', 'bi', 's_te')", "42P07"),
 ]
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 # Then rating prediction on the ML-100K folds u1..u5: mean RMSE from recsys.evaluate of biased_mf
 # at most 0.918 (measured 0.9139; Surprise SVD 0.9378), of svdpp at most 0.918 (measured 0.9136;
 # Surprise SVD++ 0.9220), of item_knn pearson_baseline at most 0.9245 (measured 0.9220; Surprise
-# KNNBaseline 0.9204). EASE is trained with recsys.tune
+# KNNBaseline 0.9204). rp3beta and slim (defaults) have floors against their numpy/scikit-learn
+# twins' NDCG, and recsys.tune(..., 'auto') must deploy a model at least as good as ALS alone.
+# EASE is trained with recsys.tune
 # (lambda chosen on a validation split of train) and must reach 0.437 (numpy EASE 0.4381).
 # two_tower (item text from u.item) has a floor on the same split; a hybrid of EASE and ALS must
 # reach its best member; content must find items held out of training by their text (hit-rate@10
@@ -38,7 +40,10 @@ $P -c "CREATE TABLE train (user_id int, item_id int, rating real, ts bigint)" \
    -c "SELECT recsys.train('svd', 'train', 'svd')" \
    -c "SELECT recsys.train('uknn', 'train', 'user_knn')" \
    -c "SELECT recsys.train('ncf', 'train', 'ncf')" \
-   -c "SELECT 1 FROM recsys.tune('ease', 'train', 'ease', '{\"lambda\": [100, 200, 350, 500, 750, 1000, 1500]}')" >/dev/null
+   -c "SELECT 1 FROM recsys.tune('ease', 'train', 'ease', '{\"lambda\": [100, 200, 350, 500, 750, 1000, 1500]}')" \
+   -c "SELECT recsys.train('rp3', 'train', 'rp3beta')" \
+   -c "SELECT recsys.train('slim', 'train', 'slim')" \
+   -c "SET client_min_messages = warning" -c "SELECT 1 FROM recsys.tune('auto', 'train', 'auto') LIMIT 1" >/dev/null
 
 check() { # model floor peer_ndcg
   local model=$1 floor=$2 peer=$3
@@ -73,6 +78,9 @@ check svd 0.3455 0.3479  # no peer: our own measured figure (0.3479)
 check uknn 0.3855 0.3881  # no peer: our own measured figure (0.3881)
 check ncf 0.3725 0.3754  # no peer: our own measured figure (sparse Adam embeddings) (implicit ALS 0.3554 on this split)
 check ease 0.4370 0.4381  # measured 0.4396; lambda chosen by recsys.tune on a validation split of train
+check rp3 0.4000 0.4021  # measured 0.4021; peer: numpy RP3beta, same params (make bench-frontier)
+check slim 0.4360 0.4380  # measured 0.4385; peer: scikit-learn ElasticNet SLIM, same params
+check auto 0.4440 0.4466  # algorithm 'auto' deploys als here (validation winner), measured 0.4466
 
 ML100K=$SHARED/data/ml-100k
 if [ -f "$ML100K/u.item" ]; then

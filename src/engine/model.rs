@@ -296,6 +296,10 @@ impl Spec {
             let mut copy = data.clone();
             if drop_negative {
                 copy.matrix = copy.matrix.filtered(|v| v >= 0.0);
+                if copy.matrix.nnz() == 0 {
+                    return Err(RecsysError::invalid(format!("every interaction of the source has a negative value (a dislike), and {} trains on the others", self.algorithm))
+                        .with_hint("als learns from dislikes; the other implicit models need some rows of value 0 or more"));
+                }
             }
             weighting.apply_matrix(&mut copy.matrix);
             weighted = copy;
@@ -866,6 +870,11 @@ mod tests {
         }
         let m = Spec::parse("item_knn", &json!({})).unwrap().0.fit(&counts, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap();
         assert_eq!(m.known_history(&[(20, 3000.0), (10, 1.0)]), vec![(0, 1.0), (1, 3001f32.log2())]);
+        // only dislikes: the models that train on the other rows say so; ALS learns from them
+        let dislikes = Interactions::from_triplets(&[1, 2], &[10, 20], &[-1.0, -2.0]).unwrap();
+        let e = Spec::parse("ease", &json!({})).unwrap().0.fit(&dislikes, DeviceChoice::Cpu, &pool(), &mut NoProgress).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameter, "{e:?}");
+        assert!(Spec::parse("als", &json!({})).unwrap().0.fit(&dislikes, DeviceChoice::Cpu, &pool(), &mut NoProgress).is_ok());
         // binary data is not weighted (and so trains as before)
         assert!(fit("item_knn", json!({})).weighting.is_identity());
     }

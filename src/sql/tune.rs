@@ -15,7 +15,7 @@ use crate::engine::interactions::Interactions;
 use crate::engine::model::Spec;
 use crate::engine::rng::Rng;
 use crate::engine::split::check_fraction;
-use crate::engine::tune::{grid_points, halving_rungs, holdout, hybrid_of, score, user_share, Metric, Space, HYBRID_WEIGHTS, PORTFOLIO};
+use crate::engine::tune::{grid_points, MAX_POINTS, halving_rungs, holdout, hybrid_of, score, user_share, Metric, Space, HYBRID_WEIGHTS, PORTFOLIO};
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::{required, spi, SqlResult};
 use crate::sql::source::Source;
@@ -159,7 +159,9 @@ fn tune(
     // Configurations: grid points kept (all by default), random or halving points drawn,
     // 'auto': points per algorithm (the defaults and draws of its space).
     let trials = match trials {
-        Some(t) if t < 1 => return Err(RecsysError::invalid(format!("trials must be at least 1, got {t}")).into()),
+        Some(t) if !(1..=MAX_POINTS as i32).contains(&t) => {
+            return Err(RecsysError::invalid(format!("trials must be between 1 and {MAX_POINTS}, got {t}")).into())
+        }
         t => t.map(|t| t as usize),
     };
     if let Some(s) = time_budget.filter(|s| !(*s > 0.0 && s.is_finite())) {
