@@ -3,6 +3,9 @@
 -- Also part of a fresh 0.5.0 install (lib.rs includes this file after the two functions), where
 -- the DROPs find nothing and the CREATEs restate what is there.
 --
+-- The library keeps the 0.4.0 C symbols of both (recommend_wrapper, tune_wrapper) with their
+-- old arguments, so an install serves between the library's upgrade and this script.
+--
 -- New algorithms (rp3beta, slim) and params (weighting) need no DDL: recsys.algorithms reads them
 -- from the library.
 \echo Use "ALTER EXTENSION pg_recsys UPDATE" to load this file. \quit
@@ -26,7 +29,7 @@ CREATE OR REPLACE FUNCTION recsys.recommend(
 )
 STABLE
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'recommend_wrapper';
+AS 'MODULE_PATHNAME', 'recommend_with_diversity_wrapper';
 
 DROP FUNCTION IF EXISTS recsys.tune(text, regclass, text, jsonb, text, integer, text, text, text, double precision, bigint);
 CREATE OR REPLACE FUNCTION recsys.tune(
@@ -54,7 +57,7 @@ CREATE OR REPLACE FUNCTION recsys.tune(
 )
 VOLATILE
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'tune_wrapper';
+AS 'MODULE_PATHNAME', 'tune_search_wrapper';
 
 COMMENT ON FUNCTION recsys.recommend(bigint, integer, text, boolean, bigint[], text, regclass, boolean, double precision) IS 'Top-n items for a user from their current rows (seen and disliked items excluded), with optional candidates, a filter ($1 is the user), reasons, and diversity re-ranking (MMR).';
 COMMENT ON FUNCTION recsys.tune(text, regclass, text, jsonb, text, integer, text, text, text, double precision, bigint, text, integer, double precision) IS 'Search params (grid, random or successive halving, within trials/time_budget) on a validation split of the source, or algorithm ''auto'' over a portfolio; the best is retrained on all rows and deployed, the leaderboard kept in its metrics.';

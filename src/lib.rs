@@ -31,7 +31,7 @@ mod sql;
 ::pgrx::extension_sql_file!(
     "../sql/pg_recsys--0.4.0--0.5.0.sql",
     name = "upgrade_0_5_0",
-    requires = [sql::recommend::recommend, sql::tune::tune, "upgrade_0_4_0"]
+    requires = [sql::recommend::recommend_with_diversity, sql::tune::tune_search, "upgrade_0_4_0"]
 );
 
 #[cfg(feature = "pg")]

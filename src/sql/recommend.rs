@@ -38,9 +38,27 @@ pub(crate) fn item_texts(row: &ModelRow, fitted: &Model, source: &Source, for_re
 /// How many fallback models one call may follow (a chain, never a cycle).
 const MAX_FALLBACKS: usize = 3;
 
+/// recsys.recommend as 0.1.0 to 0.4.0 declared it (8 arguments), kept under its old C symbol
+/// so that an install not yet updated keeps serving with this library (no SQL of its own: the
+/// current declaration is `recommend_with_diversity`'s).
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(stable)]
+#[pg_extern(stable, sql = false)]
 fn recommend(
+    user_id: Option<i64>,
+    n: Option<i32>,
+    model: Option<&str>,
+    exclude_seen: Option<bool>,
+    candidates: Option<Vec<Option<i64>>>,
+    filter: Option<&str>,
+    items: Option<PgRelation>,
+    with_reasons: Option<bool>,
+) -> Result<TableIterator<'static, (name!(item_id, i64), name!(score, f32), name!(rank, i32), name!(reason, Option<String>))>, ErrorReport> {
+    recommend_with_diversity(user_id, n, model, exclude_seen, candidates, filter, items, with_reasons, Some(0.0))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(stable, name = "recommend")]
+fn recommend_with_diversity(
     user_id: Option<i64>,
     n: default!(Option<i32>, 10),
     model: default!(Option<&str>, "NULL"),

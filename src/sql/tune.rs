@@ -115,9 +115,31 @@ fn best_of(trials: &[Trial], metric: Metric) -> Option<usize> {
         .reduce(|b, i| if metric.better(trials[i].last().unwrap().1, trials[b].last().unwrap().1) { i } else { b })
 }
 
+/// recsys.tune as 0.1.0 to 0.4.0 declared it (11 arguments, 4 columns), kept under its old C
+/// symbol so that an install not yet updated keeps working with this library (no SQL of its
+/// own: the current declaration is `tune_search`'s).
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile)]
+#[pg_extern(volatile, sql = false)]
 fn tune(
+    model: Option<&str>,
+    source: Option<PgRelation>,
+    algorithm: Option<&str>,
+    grid: Option<JsonB>,
+    metric: Option<&str>,
+    k: Option<i32>,
+    user_column: Option<&str>,
+    item_column: Option<&str>,
+    rating_column: Option<&str>,
+    validation_fraction: Option<f64>,
+    seed: Option<i64>,
+) -> Result<TableIterator<'static, (name!(params, JsonB), name!(metric, String), name!(value, f64), name!(best, bool))>, ErrorReport> {
+    let rows = tune_search(model, source, algorithm, grid, metric, k, user_column, item_column, rating_column, validation_fraction, seed, Some("grid"), None, None)?;
+    Ok(TableIterator::new(rows.map(|(p, m, v, b, _, _)| (p, m, v, b)).collect::<Vec<_>>()))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, name = "tune")]
+fn tune_search(
     model: Option<&str>,
     source: Option<PgRelation>,
     algorithm: Option<&str>,
