@@ -34,6 +34,10 @@ use crate::engine::userknn::{UserKnn, UserKnnParams};
 use crate::engine::weighting::{Scheme, Weighting};
 use crate::engine::{Progress, RecsysError, Result};
 
+/// The longest list diversity re-ranks, and the largest pool it picks from (16 MB of similarities).
+const MAX_DIVERSE: usize = 1000;
+const MAX_DIVERSE_POOL: usize = 2000;
+
 /// Leave-one-out explanations re-score the user at most this many times (latest items first).
 const OCCLUSION_ITEMS: usize = 50;
 
@@ -508,11 +512,16 @@ impl Model {
         if !(0.0..=1.0).contains(&req.diversity) {
             return Err(RecsysError::invalid(format!("diversity must be between 0 and 1, got {}", req.diversity)));
         }
+        if req.diversity > 0.0 && req.n > MAX_DIVERSE {
+            return Err(RecsysError::invalid(format!("diversity re-ranks lists of at most {MAX_DIVERSE} items, n is {}", req.n))
+                .with_hint("ask for fewer items, or leave diversity at 0"));
+        }
         let mut scored = self.score(req, &history)?;
         let (scores, reached) = (&scored.scores, &scored.reached);
-        // Diversity re-ranks a pool of the best-scored items (5n, at least 50).
+        // Diversity re-ranks a pool of the best-scored items (5n, at least 50, at most
+        // MAX_DIVERSE_POOL: its pairwise similarities are a pool² matrix).
         let diverse = req.diversity > 0.0 && scored.placed;
-        let pool = if diverse { (req.n.saturating_mul(5)).max(50) } else { req.n };
+        let pool = if diverse { (req.n * 5).clamp(50, MAX_DIVERSE_POOL).max(req.n) } else { req.n };
         let mut out: Vec<(u32, f32)> = top_k(
             (0..n_items as u32).filter(|&i| eligible[i as usize] && reached[i as usize]).map(|i| (i, scores[i as usize])),
             pool,
@@ -904,6 +913,8 @@ mod tests {
         assert_eq!(at(0.0), vec![2, 3], "2 and 3 score as high as 8 and come first by id");
         assert_eq!(at(0.6), vec![2, 8], "the second pick leaves cluster A");
         assert!(m.recommend(&Request { diversity: 1.5, ..req(&history, 2, None) }).is_err());
+        assert!(m.recommend(&Request { diversity: 0.5, ..req(&history, 1001, None) }).is_err());
+        assert_eq!(m.recommend(&Request { diversity: 0.5, ..req(&history, 1000, None) }).unwrap().len(), 3);
         // a model with no item similarity says so (0A000)
         let e = fit("popularity", json!({})).recommend(&Request { diversity: 0.3, ..req(&history, 2, None) });
         assert!(e.is_ok(), "the popularity answer places no one, so nothing to diversify");
