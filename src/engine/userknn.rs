@@ -4,11 +4,9 @@
 //! neighbours from the live history, so new behaviour and new users count at once; training runs
 //! the same computation for every known user to fill `recsys.user_neighbors`.
 
-use rayon::prelude::*;
-
 use crate::engine::format::{check_ids, corrupt, In, Out};
 use crate::engine::interactions::{index_of, Csr, Interactions};
-use crate::engine::knn::Neighbors;
+use crate::engine::knn::{item_rows, Neighbors};
 use crate::engine::model::{Model, Request, Scored};
 use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
@@ -189,41 +187,17 @@ impl UserKnn {
     }
 }
 
-const CHUNKS: usize = 50;
-
 pub fn fit(data: &Interactions, params: &UserKnnParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<UserKnn> {
     let empty = Neighbors { indptr: vec![0; data.n_users() + 1], indices: Vec::new(), scores: Vec::new() };
     let mut model = UserKnn::new(params.clone(), data.user_ids.clone(), data.matrix.clone(), empty);
     let n = data.n_users();
-    let mut indptr = Vec::with_capacity(n + 1);
-    indptr.push(0);
-    let (mut indices, mut scores) = (Vec::new(), Vec::new());
-    let chunk = n.div_ceil(CHUNKS).max(64);
-    for start in (0..n).step_by(chunk) {
-        let end = (start + chunk).min(n);
-        let rows: Vec<Vec<(u32, f32)>> = pool.install(|| {
-            (start..end)
-                .into_par_iter()
-                .map_init(
-                    || Scratch::new(n),
-                    |s, u| {
-                        let (cols, vals) = model.by_user.row(u);
-                        let h: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
-                        model.similar(&h, Some(u as u32), s)
-                    },
-                )
-                .collect()
-        });
-        for row in rows {
-            for (v, x) in row {
-                indices.push(v);
-                scores.push(x);
-            }
-            indptr.push(indices.len());
-        }
-        progress.step(end, n)?;
-    }
-    model.neighbors = Neighbors { indptr, indices, scores };
+    // Every trained user's neighbours, by the same parallel, cancellable pass as item_knn's.
+    let neighbors = item_rows(n, pool, progress, || Scratch::new(n), |s, u| {
+        let (cols, vals) = model.by_user.row(u);
+        let h: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
+        model.similar(&h, Some(u as u32), s)
+    })?;
+    model.neighbors = neighbors;
     Ok(model)
 }
 
