@@ -35,6 +35,8 @@ while IFS='|' read -r family alg timeout args; do
 done <<'FAMILIES'
 neighbourhood|item_knn|3|, '{"k": 200}'
 neighbourhood|user_knn|3|, '{"k": 100}'
+neighbourhood|rp3beta|3|, '{"k": 1000}'
+linear|slim|3|, '{"alpha": 0.01, "k": 300}'
 factorization|als|3|, '{"factors": 128, "iterations": 50}'
 factorization|bpr|3|, '{"epochs": 200}'
 factorization|svd|3|, '{"factors": 200}'

@@ -23,6 +23,9 @@ pub struct AlsParams {
     pub alpha: f32,
     pub cg_steps: usize,
     pub seed: u64,
+    /// ν of frequency-scaled regularization (Rendle et al. 2022): a row's λ is
+    /// λ·(s_r / mean s)^ν, s_r = the row's confidence mass (columns + alpha·Σ|w|); 0: plain λ.
+    pub reg_exponent: f32,
 }
 
 impl AlsParams {
@@ -34,6 +37,7 @@ impl AlsParams {
             alpha: p.float("alpha", 4.0, 0.0, 1e6)? as f32,
             cg_steps: p.int("cg_steps", 3, 1, 100)? as usize,
             seed: p.int("seed", 42, 0, i64::MAX)? as u64,
+            reg_exponent: p.float("reg_exponent", 0.0, 0.0, 4.0)? as f32,
         })
     }
 }
@@ -80,8 +84,18 @@ pub fn fit(data: &Interactions, p: &AlsParams, pool: &rayon::ThreadPool, progres
         alpha: p.alpha,
         range: (0.0, 0.0),
         gram: Vec::new(),
+        reg_scale: if p.reg_exponent == 0.0 { (0.0, 1.0) } else { (p.reg_exponent, row_masses(&data.matrix, p).1) },
     }
     .with_gram())
+}
+
+/// Each row's confidence mass (columns + alpha·Σ|w|) and their mean.
+fn row_masses(rows: &Csr, p: &AlsParams) -> (Vec<f64>, f64) {
+    let masses: Vec<f64> = (0..rows.n_rows())
+        .map(|r| rows.n_cols as f64 + p.alpha as f64 * rows.row(r).1.iter().map(|w| w.abs() as f64).sum::<f64>())
+        .collect();
+    let mean = masses.iter().sum::<f64>() / masses.len().max(1) as f64;
+    (masses, mean.max(1e-12))
 }
 
 /// Solve every row of `x` against the fixed factors `y`. Returns the rows' share of the
@@ -101,6 +115,13 @@ fn solve_side(
     let mut yty = gram(y, k, pool);
     (0..k).for_each(|i| yty[i * k + i] += p.regularization);
     let n = rows.n_rows();
+    // Frequency-scaled regularization: each row's λ beyond the shared one in `yty`.
+    let extra: Vec<f32> = if p.reg_exponent == 0.0 {
+        vec![0.0; n]
+    } else {
+        let (masses, mean) = row_masses(rows, p);
+        masses.iter().map(|m| (p.regularization as f64 * ((m / mean).powf(p.reg_exponent as f64) - 1.0)) as f32).collect()
+    };
     let mut loss = 0.0;
     for start in (0..n).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n);
@@ -112,7 +133,7 @@ fn solve_side(
                     || vec![0f32; 4 * k],
                     |scratch, (r, xr)| {
                         let (cols, vals) = rows.row(start + r);
-                        solve_row(xr, cols, vals, y, &yty, p, scratch)
+                        solve_row(xr, cols, vals, y, &yty, p, extra[start + r], scratch)
                     },
                 )
                 .sum::<f64>()
@@ -125,38 +146,39 @@ fn solve_side(
 
 /// CG on one row; returns the row's share of the objective. On x86-64 with AVX2 and FMA the
 /// same code is compiled a second time with 256-bit fused multiply-adds, chosen at run time.
-fn solve_row(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) -> f64 {
+fn solve_row(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, extra: f32, scratch: &mut [f32]) -> f64 {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU supports AVX-512F (which implies FMA), checked just above.
-        return unsafe { solve_row_avx512(x, cols, vals, y, yty, p, scratch) };
+        return unsafe { solve_row_avx512(x, cols, vals, y, yty, p, extra, scratch) };
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        return unsafe { solve_row_avx2(x, cols, vals, y, yty, p, scratch) };
+        return unsafe { solve_row_avx2(x, cols, vals, y, yty, p, extra, scratch) };
     }
-    conjugate_gradient::<false>(x, cols, vals, y, yty, p, scratch)
+    conjugate_gradient::<false>(x, cols, vals, y, yty, p, extra, scratch)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn solve_row_avx2(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) -> f64 {
-    conjugate_gradient::<true>(x, cols, vals, y, yty, p, scratch)
+unsafe fn solve_row_avx2(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, extra: f32, scratch: &mut [f32]) -> f64 {
+    conjugate_gradient::<true>(x, cols, vals, y, yty, p, extra, scratch)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn solve_row_avx512(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) -> f64 {
-    conjugate_gradient::<true>(x, cols, vals, y, yty, p, scratch)
+unsafe fn solve_row_avx512(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, extra: f32, scratch: &mut [f32]) -> f64 {
+    conjugate_gradient::<true>(x, cols, vals, y, yty, p, extra, scratch)
 }
 
 /// out = (YᵀY + λI) v + Σ_j (c_j − 1)(y_j·v) y_j
 #[inline(always)]
-fn apply<const FMA: bool>(v: &[f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], alpha: f32, out: &mut [f32]) {
+fn apply<const FMA: bool>(v: &[f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], alpha: f32, extra: f32, out: &mut [f32]) {
     let k = v.len();
-    // YᵀY is symmetric: accumulate its rows scaled by v (no horizontal sums).
-    out.iter_mut().for_each(|o| *o = 0.0);
+    // YᵀY is symmetric: accumulate its rows scaled by v (no horizontal sums); the row's own λ
+    // beyond the shared one on the diagonal.
+    out.iter_mut().zip(v).for_each(|(o, &vi)| *o = extra * vi);
     for (i, &vi) in v.iter().enumerate() {
         axpy_with::<FMA>(vi, &yty[i * k..(i + 1) * k], out);
     }
@@ -170,14 +192,14 @@ fn apply<const FMA: bool>(v: &[f32], cols: &[u32], vals: &[f32], y: &[f32], yty:
 /// Returns the row's share of the objective Σ_i c_ui (p_ui − x·y_i)² + λ|x|² over all items,
 /// which is xᵀAx − 2bᵀx + Σ_observed c = −bᵀx − rᵀx + Σ_observed c with r = b − Ax.
 #[inline(always)]
-fn conjugate_gradient<const FMA: bool>(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, scratch: &mut [f32]) -> f64 {
+fn conjugate_gradient<const FMA: bool>(x: &mut [f32], cols: &[u32], vals: &[f32], y: &[f32], yty: &[f32], p: &AlsParams, extra: f32, scratch: &mut [f32]) -> f64 {
     let k = x.len();
     let (r, rest) = scratch.split_at_mut(k);
     let (dir, rest) = rest.split_at_mut(k);
     let (ap, b) = rest.split_at_mut(k);
     // r = b − A x = −(YᵀY + λI) x + Σ_j (c_j − (c_j − 1)(y_j·x)) y_j and b = Σ c_j y_j, in one
     // pass over the row's items (each y_j is read from memory once, as in the CG steps).
-    r.iter_mut().for_each(|v| *v = 0.0);
+    r.iter_mut().zip(x.iter()).for_each(|(v, &xi)| *v = -extra * xi);
     for (i, &xi) in x.iter().enumerate() {
         axpy_with::<FMA>(-xi, &yty[i * k..(i + 1) * k], r);
     }
@@ -199,7 +221,7 @@ fn conjugate_gradient<const FMA: bool>(x: &mut [f32], cols: &[u32], vals: &[f32]
         if rs_old < 1e-20 {
             break;
         }
-        apply::<FMA>(dir, cols, vals, y, yty, p.alpha, ap);
+        apply::<FMA>(dir, cols, vals, y, yty, p.alpha, extra, ap);
         let step = rs_old / dot_with::<FMA>(dir, ap);
         if !step.is_finite() {
             break;
@@ -244,7 +266,7 @@ mod tests {
     }
 
     fn params() -> AlsParams {
-        AlsParams { factors: 2, iterations: 15, regularization: 0.05, alpha: 4.0, cg_steps: 3, seed: 1 }
+        AlsParams { factors: 2, iterations: 15, regularization: 0.05, alpha: 4.0, cg_steps: 3, seed: 1, reg_exponent: 0.0 }
     }
 
     #[test]
@@ -266,6 +288,36 @@ mod tests {
     }
 
     #[test]
+    fn frequency_scaled_regularization_trains_and_folds_in_alike() {
+        // users with histories of different lengths, so their masses (and λs) differ
+        let rows = crate::engine::synthetic::generate(&crate::engine::synthetic::SyntheticParams { users: 40, items: 20, interactions: 300, seed: 3 }).unwrap();
+        let (u, i): (Vec<i64>, Vec<i64>) = rows.iter().map(|r| (r.user_id, r.item_id)).unzip();
+        let data = Interactions::from_triplets(&u, &i, &vec![1.0; u.len()]).unwrap();
+        let p = AlsParams { factors: 4, reg_exponent: 1.0, cg_steps: 20, iterations: 30, regularization: 2.0, ..params() };
+        let f = fit(&data, &p, &pool(), &mut NoProgress).unwrap();
+        assert_eq!(f.reg_scale.0, 1.0);
+        // the stored model round-trips with its scale
+        let m = crate::engine::model::Model { item_ids: data.item_ids.clone(), popularity: vec![1.0; data.n_items()], algorithm: Box::new(f.clone()), params: serde_json::Value::Null, weighting: Default::default() };
+        assert_eq!(crate::engine::model::Model::decode(&m.encode().unwrap()).unwrap(), m);
+        // folding a trained user's own history in gives (nearly) the trained vector: training
+        // and fold-in regularize a row alike
+        let longest = (0..data.n_users()).max_by_key(|&u| data.matrix.row(u).0.len()).unwrap();
+        let (cols, vals) = data.matrix.row(longest);
+        let history: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
+        let a = f.implicit_system(&history);
+        let mut b = vec![0f64; f.k];
+        for &(j, w) in &history {
+            f.item(j as usize).iter().zip(b.iter_mut()).for_each(|(y, bi)| *bi += (1.0 + p.alpha as f64 * w as f64) * *y as f64);
+        }
+        let folded = cholesky_solve(&a, &b).unwrap();
+        let plain = Factors { reg_scale: (0.0, 1.0), ..f.clone() };
+        let unscaled = cholesky_solve(&plain.implicit_system(&history), &b).unwrap();
+        let dist = |v: &[f64]| v.iter().zip(f.user(longest)).map(|(x, y)| (*x as f32 - y).powi(2)).sum::<f32>().sqrt();
+        assert!(dist(&folded) < 0.05, "{folded:?} vs {:?}", f.user(longest));
+        assert!(dist(&folded) < 0.5 * dist(&unscaled), "{} vs plain λ {}", dist(&folded), dist(&unscaled));
+    }
+
+    #[test]
     fn cg_converges_to_the_exact_solution() {
         let k = 3;
         let y: Vec<f32> = (0..5 * k).map(|v| ((v * 7 % 5) as f32 - 2.0) * 0.3).collect();
@@ -274,7 +326,7 @@ mod tests {
         (0..k).for_each(|i| yty[i * k + i] += p.regularization);
         let (cols, vals) = ([0u32, 2, 3, 4], [1.0f32, 2.0, 1.0, -1.5]);
         let mut x = vec![0f32; k];
-        conjugate_gradient::<false>(&mut x, &cols, &vals, &y, &yty, &p, &mut vec![0f32; 4 * k]);
+        conjugate_gradient::<false>(&mut x, &cols, &vals, &y, &yty, &p, 0.0, &mut vec![0f32; 4 * k]);
         // exact: A = YᵀY + λI + Σ α |w| y yᵀ, b = Σ_{w > 0} (1 + α w) y
         let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
         let mut b = vec![0f64; k];

@@ -86,6 +86,7 @@ pub fn fit(data: &Interactions, p: &BprParams, progress: &mut dyn Progress) -> R
         alpha: FOLD_IN_ALPHA,
         range: (0.0, 0.0),
         gram: Vec::new(),
+        reg_scale: (0.0, 1.0),
     }
     .with_gram())
 }

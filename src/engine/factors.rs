@@ -74,6 +74,9 @@ pub struct Factors {
     pub range: (f32, f32),
     /// YᵀY of the item factors (derived, not stored): the shared part of every fold-in system.
     pub gram: Vec<f64>,
+    /// ALS's frequency-scaled regularization (ν, s̄): a user's λ is λ·(s_u / s̄)^ν with s_u the
+    /// confidence mass n_items + alpha·Σ|w| of their history; ν = 0 is plain λ.
+    pub reg_scale: (f32, f64),
 }
 
 /// A user's vector for scoring: factors plus the user's bias (explicit models).
@@ -148,7 +151,7 @@ impl Factors {
 
     /// The implicit-feedback normal equations of a user with this history:
     /// A = YᵀY + Σ (c_j − 1) y_j y_jᵀ + λI.
-    fn implicit_system(&self, history: &[(u32, f32)]) -> Vec<f64> {
+    pub(crate) fn implicit_system(&self, history: &[(u32, f32)]) -> Vec<f64> {
         let k = self.k;
         let mut a = self.gram.clone();
         for &(j, w) in history {
@@ -161,8 +164,20 @@ impl Factors {
                 }
             }
         }
-        (0..k).for_each(|r| a[r * k + r] += self.regularization as f64);
+        let lambda = self.user_regularization(history);
+        (0..k).for_each(|r| a[r * k + r] += lambda);
         a
+    }
+
+    /// The regularization of a user with this history (see `reg_scale`).
+    fn user_regularization(&self, history: &[(u32, f32)]) -> f64 {
+        let (nu, mean) = self.reg_scale;
+        if nu == 0.0 {
+            return self.regularization as f64;
+        }
+        let n_items = (self.items.len() / self.k.max(1)) as f64;
+        let mass = n_items + self.alpha as f64 * history.iter().map(|h| h.1.abs() as f64).sum::<f64>();
+        self.regularization as f64 * (mass / mean).powf(nu as f64)
     }
 
     /// Explicit models: features [q_j, 1], residual targets, ridge system A (k+1 square).
@@ -392,6 +407,10 @@ impl Factors {
             alpha: r.f32("alpha")?,
             range: range_of(r)?,
             gram: Vec::new(),
+            reg_scale: match r.get("reg_exponent") {
+                Ok(v) => (v.as_f64().ok_or_else(|| corrupt("state \"reg_exponent\" is not a number"))? as f32, r.get("reg_mean")?.as_f64().filter(|m| *m > 0.0).ok_or_else(|| corrupt("state \"reg_mean\" is not a positive number"))?),
+                Err(_) => (0.0, 1.0),
+            },
         }
         .with_gram())
     }
@@ -469,6 +488,7 @@ pub fn import(r: &In, kind: FactorKind, fold_in: (f32, f32), data: &Interactions
         alpha: scalar("alpha", fold_in.1),
         range,
         gram: Vec::new(),
+            reg_scale: (0.0, 1.0),
     }
     .with_gram();
     if !factors.items.iter().chain(&factors.users).all(|x| x.is_finite()) {
@@ -570,6 +590,10 @@ impl Recommender for Factors {
         }
         out.set("regularization", self.regularization);
         out.set("alpha", self.alpha);
+        if self.reg_scale.0 != 0.0 {
+            out.set("reg_exponent", self.reg_scale.0);
+            out.set("reg_mean", self.reg_scale.1);
+        }
         out.set("mean", self.mean);
         out.set("range", vec![self.range.0, self.range.1]);
         Ok(())
@@ -599,6 +623,7 @@ mod tests {
             alpha: 2.0,
             range: (1.0, 5.0),
             gram: Vec::new(),
+            reg_scale: (0.0, 1.0),
         }
         .with_gram()
     }

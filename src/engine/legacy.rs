@@ -258,6 +258,7 @@ fn decode_factors(r: &mut Reader, kind: FactorKind, n_items: usize) -> Result<Fa
         alpha: scalars[2],
         range: (scalars[3], scalars[4]),
         gram: Vec::new(),
+        reg_scale: (0.0, 1.0),
     }
     .with_gram())
 }

@@ -161,6 +161,7 @@ pub fn fit(data: &Interactions, p: &MfParams, progress: &mut dyn Progress) -> Re
         alpha: 0.0,
         range: (lo, hi),
         gram: Vec::new(),
+        reg_scale: (0.0, 1.0),
     }
     .with_gram())
 }

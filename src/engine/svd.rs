@@ -159,6 +159,7 @@ pub fn fit(data: &Interactions, p: &SvdParams, pool: &rayon::ThreadPool, progres
         alpha: 0.0,
         range: (0.0, 0.0),
         gram: Vec::new(),
+        reg_scale: (0.0, 1.0),
     }
     .with_gram())
 }

@@ -159,7 +159,7 @@ pub fn user_share(train: &Interactions, valid: &Interactions, share: f64, seed: 
 /// then a hybrid of the best two.
 pub const PORTFOLIO: &[(&str, &str)] = &[
     ("ease", r#"{"lambda": {"min": 50, "max": 3000, "log": true}}"#),
-    ("als", r#"{"factors": [64, 128], "regularization": {"min": 20, "max": 80, "log": true}, "alpha": {"min": 2, "max": 8, "log": true}}"#),
+    ("als", r#"{"factors": [64, 128], "regularization": {"min": 15, "max": 60, "log": true}, "alpha": {"min": 2, "max": 6, "log": true}, "reg_exponent": [0, 0.5, 1]}"#),
     ("rp3beta", r#"{"alpha": {"min": 0.4, "max": 1.2}, "beta": {"min": 0.2, "max": 0.8}, "k": [100, 200, 400]}"#),
     ("slim", r#"{"alpha": {"min": 0.02, "max": 0.5, "log": true}, "l1_ratio": {"min": 0.001, "max": 0.2, "log": true}, "k": [100, 300]}"#),
     ("item_knn", r#"{"k": [50, 100, 200, 400], "shrink": {"min": 0, "max": 50}}"#),

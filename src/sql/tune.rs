@@ -23,7 +23,7 @@ use crate::sql::train::{check_request, fit, fit_and_save, read_source, training_
 
 /// Configurations of a random or halving search when `trials` is not given; auto: per algorithm.
 const DEFAULT_TRIALS: usize = 20;
-const AUTO_TRIALS_PER_ALGORITHM: usize = 4;
+const AUTO_TRIALS_PER_ALGORITHM: usize = 8;
 
 /// One configuration tried: its algorithm and spec, and its scores (share of users, value).
 struct Trial {
