@@ -21,21 +21,11 @@ ap.add_argument("--cores", default="?")
 a = ap.parse_args()
 sys.path.insert(0, os.path.join(a.shared, "eval"))
 from evaluate_topn import evaluate  # noqa: E402  the reference scorer itself
-
-
-def read(path):
-    with open(path, newline="") as fh:
-        return [(int(r["user"]), int(r["item"])) for r in csv.DictReader(fh)]
+from peer_data import load as load_split  # noqa: E402  (benches/peer_data.py)
 
 
 def load(split):
-    base = os.path.join(a.shared, "eval", "splits", split)
-    train, test = read(base + "_train.csv"), read(base + "_test.csv")
-    users = sorted({u for u, _ in train}); items = sorted({i for _, i in train})
-    uix = {u: k for k, u in enumerate(users)}; iix = {i: k for k, i in enumerate(items)}
-    X = sp.csr_matrix((np.ones(len(train)), ([uix[u] for u, _ in train], [iix[i] for _, i in train])), shape=(len(users), len(items)))
-    X.data[:] = 1.0
-    return train, test, users, items, uix, iix, X
+    return load_split(a.shared, split)
 
 
 def ndcg_of(X, W, users, items, uix, test, train):
@@ -92,7 +82,7 @@ print("## RP3beta, SLIM and `auto` — pg_recsys vs numpy RP3beta and scikit-lea
 print(f"`make bench-frontier`, {datetime.date.today()}, this machine ({a.cores} cores). Hyper-parameters of `slim` and "
       "`rp3beta`: chosen by `recsys.tune(..., search => 'random', trials => 12)` on a validation split carved from train "
       "(seed 42); the peers run with the same values. `auto`: `recsys.tune(model, train, 'auto')` (every portfolio "
-      "algorithm's defaults and 3 random points of its space, then a hybrid of the best two), deploying the validation "
+      "algorithm's defaults and 7 random points of its space, then a hybrid of the best two), deploying the validation "
       "winner. NDCG@10 on the test split by `recsys.evaluate` (ours, equal to the reference scorer's) and by the reference "
       "scorer (peers); fit seconds of the final fit (ours: the engine; peers: the fit in Python).\n")
 print("| split | model | params (tuned on validation) | NDCG@10 | fit s | peer NDCG@10 | peer fit s | ratio |")

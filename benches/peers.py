@@ -16,21 +16,11 @@ ap.add_argument("--out", required=True)
 a = ap.parse_args()
 sys.path.insert(0, os.path.join(a.shared, "eval"))
 from evaluate_topn import evaluate  # noqa: E402  the reference scorer itself
-
-
-def read(path):
-    with open(path, newline="") as fh:
-        return [(int(r["user"]), int(r["item"])) for r in csv.DictReader(fh)]
+from peer_data import load  # noqa: E402  (benches/peer_data.py)
 
 
 def run_split(name):
-    base = os.path.join(a.shared, "eval", "splits", name)
-    train, test = read(base + "_train.csv"), read(base + "_test.csv")
-    users = sorted({u for u, _ in train}); items = sorted({i for _, i in train})
-    uix = {u: k for k, u in enumerate(users)}; iix = {i: k for k, i in enumerate(items)}
-    X = sp.csr_matrix((np.ones(len(train), dtype=np.float32),
-                       ([uix[u] for u, _ in train], [iix[i] for _, i in train])), shape=(len(users), len(items)))
-    X.data[:] = 1.0
+    train, test, users, items, uix, iix, X = load(a.shared, name)
     test_d = defaultdict(set); train_d = defaultdict(set)
     for u, i in test: test_d[str(u)].add(str(i))
     for u, i in train: train_d[str(u)].add(str(i))
