@@ -18,7 +18,7 @@
 use crate::engine::format::{In, Out};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::knn::{item_rows, Neighbors};
-use crate::engine::model::{similar_from, Model, Request, Scored};
+use crate::engine::model::{Model, Request, Scored};
 use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
@@ -286,23 +286,23 @@ impl Trainer for SlimParams {
     }
 }
 
+/// Scored, explained and listed as item_knn's neighbour table is (its `Recommender`); only the
+/// name differs.
 impl Recommender for ItemGraph {
     fn name(&self) -> &'static str {
         self.algorithm
     }
 
-    fn score(&self, m: &Model, _: &Request, history: &[(u32, f32)]) -> Result<Option<Scored>> {
-        let (mut scores, mut reached) = (vec![0f32; m.n_items()], vec![false; m.n_items()]);
-        self.neighbors.score_history(history, &mut scores, &mut reached);
-        Ok(Some(Scored::reached(scores, reached)))
+    fn score(&self, m: &Model, req: &Request, history: &[(u32, f32)]) -> Result<Option<Scored>> {
+        self.neighbors.score(m, req, history)
     }
 
-    fn contributions(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
-        Ok(self.neighbors.contributions(history, i))
+    fn contributions(&self, m: &Model, req: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
+        Recommender::contributions(&self.neighbors, m, req, history, i)
     }
 
-    fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
-        Ok(similar_from(&self.neighbors, item, n))
+    fn similar_items(&self, m: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
+        self.neighbors.similar_items(m, item, n)
     }
 
     fn item_neighbors(&self) -> Option<&Neighbors> {
@@ -310,8 +310,7 @@ impl Recommender for ItemGraph {
     }
 
     fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
-        out.neighbors("neighbors", &self.neighbors);
-        Ok(())
+        self.neighbors.store(out)
     }
 }
 

@@ -236,6 +236,17 @@ impl Metric {
         }
     }
 
+    /// Better values first (for sorting by this metric).
+    pub fn order(self, a: f64, b: f64) -> std::cmp::Ordering {
+        if self.better(a, b) {
+            std::cmp::Ordering::Less
+        } else if self.better(b, a) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    }
+
     pub fn better(self, a: f64, b: f64) -> bool {
         if self.is_error() {
             a < b

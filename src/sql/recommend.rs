@@ -159,7 +159,7 @@ fn similar_items(
     let fitted = cache::get(&row)?;
     let Some(item_id) = item_id else { return Ok(TableIterator::new(Vec::new())) };
     // An item added to the items table after training: text models answer from its text.
-    let text = if fitted.reads_item_text() && !fitted.item_ids.contains(&item_id) {
+    let text = if fitted.reads_item_text() && crate::engine::interactions::index_of(&fitted.item_ids, item_id).is_none() {
         let source = Source::from_catalog(row.source.clone(), &row.columns)?;
         item_texts(&row, &fitted, &source, false)?.into_iter().find(|p| p.0 == item_id).map(|p| p.1)
     } else {

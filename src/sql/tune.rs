@@ -88,13 +88,9 @@ impl Search<'_> {
         let mut alive: Vec<usize> = (0..trials.len()).collect();
         for (keep, share) in rungs {
             // The best `keep` of the previous rung go on (all on the first).
-            alive.sort_by(|&a, &b| {
-                let (va, vb) = (trials[a].last().map(|s| s.1), trials[b].last().map(|s| s.1));
-                match (va, vb) {
-                    (Some(x), Some(y)) if self.metric.better(x, y) => std::cmp::Ordering::Less,
-                    (Some(x), Some(y)) if self.metric.better(y, x) => std::cmp::Ordering::Greater,
-                    _ => a.cmp(&b),
-                }
+            alive.sort_by(|&a, &b| match (trials[a].last(), trials[b].last()) {
+                (Some(x), Some(y)) => self.metric.order(x.1, y.1).then(a.cmp(&b)),
+                _ => a.cmp(&b),
             });
             alive.truncate(keep);
             for &i in &alive {
@@ -260,7 +256,7 @@ fn tune_search(
                 .reduce(|b, i| if metric.better(list[i].last().unwrap().1, list[b].last().unwrap().1) { i } else { b });
             by_algorithm.extend(best);
         }
-        by_algorithm.sort_by(|&a, &b| list[b].last().unwrap().1.total_cmp(&list[a].last().unwrap().1));
+        by_algorithm.sort_by(|&a, &b| metric.order(list[a].last().unwrap().1, list[b].last().unwrap().1));
         if let [a, b, ..] = by_algorithm[..] {
             let (ma, mb) = ((list[a].algorithm, list[a].params.clone()), (list[b].algorithm, list[b].params.clone()));
             for &w in HYBRID_WEIGHTS {
@@ -278,7 +274,7 @@ fn tune_search(
         let mut scored: Vec<&Trial> = list.iter().filter(|t| t.last().is_some()).collect();
         scored.sort_by(|a, b| {
             let (x, y) = (a.last().unwrap(), b.last().unwrap());
-            y.0.total_cmp(&x.0).then(if metric.better(x.1, y.1) { std::cmp::Ordering::Less } else if metric.better(y.1, x.1) { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Equal })
+            y.0.total_cmp(&x.0).then(metric.order(x.1, y.1))
         });
         scored.iter().map(|t| json!({"algorithm": t.algorithm, "params": t.params, label.clone(): t.last().unwrap().1, "users_share": t.last().unwrap().0})).collect()
     };
