@@ -35,9 +35,17 @@ mod sql;
 );
 
 #[cfg(feature = "pg")]
+::pgrx::extension_sql_file!(
+    "../sql/pg_recsys--0.5.0--0.6.0.sql",
+    name = "upgrade_0_6_0",
+    requires = [sql::progress::training_progress, sql::jobs::train_async, sql::jobs::cancel_job, "upgrade_0_5_0"]
+);
+
+#[cfg(feature = "pg")]
 #[::pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     sql::gucs::init();
+    sql::progress::init();
 }
 
 #[cfg(feature = "pg_test")]
@@ -50,6 +58,7 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        // recsys.progress reads shared memory that exists only when preloaded.
+        vec!["shared_preload_libraries = 'pg_recsys'"]
     }
 }

@@ -18,6 +18,7 @@ pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static THREADS_CEILING: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MODEL_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(256);
+pub static MAX_JOBS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static DEFAULT_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static DEVICE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"cpu"));
 
@@ -110,6 +111,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_MB,
     );
+    GucRegistry::define_int_guc(
+        c"recsys.max_jobs",
+        c"How many recsys.train_async jobs may train at once in one database; only a superuser can change it.",
+        c"Further jobs wait in state queued (each holding a background worker slot) until one ends.",
+        &MAX_JOBS,
+        1,
+        64,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"recsys.default_model",
         c"Model used when a serving function gets model => NULL.",
@@ -148,6 +159,11 @@ pub fn threads() -> usize {
         t if t > 0 => (t as usize).min(ceiling),
         _ => ceiling,
     }
+}
+
+/// Background training jobs allowed to run at once per database.
+pub fn max_jobs() -> i32 {
+    MAX_JOBS.get().max(1)
 }
 
 pub fn default_model() -> Option<String> {

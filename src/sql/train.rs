@@ -14,28 +14,37 @@ use crate::engine::{ErrorKind, Progress, RecsysError};
 use crate::sql::catalog::{self, NewVersion};
 use crate::sql::errors::{required, SqlResult};
 use crate::sql::gucs;
+use crate::sql::progress;
 use crate::sql::source::Source;
 
 /// Called by the fit on the backend thread: between chunks, honour query cancel and
 /// statement_timeout; after each iteration or epoch, also report progress as a NOTICE.
+/// Both also go to `recsys.progress` (chunks until the first iteration, then iterations).
 pub(crate) struct Interruptible {
     started: Instant,
+    epochs: bool,
 }
 
 impl Interruptible {
     pub(crate) fn new() -> Self {
-        Interruptible { started: Instant::now() }
+        Interruptible { started: Instant::now(), epochs: false }
     }
 }
 
 impl Progress for Interruptible {
-    fn step(&mut self, _done: usize, _total: usize) -> crate::engine::Result<()> {
+    fn step(&mut self, done: usize, total: usize) -> crate::engine::Result<()> {
         pgrx::check_for_interrupts!();
+        if !self.epochs {
+            progress::step(done, total);
+        }
         Ok(())
     }
 
     fn epoch(&mut self, algorithm: &str, done: usize, total: usize, metric: &str, value: f64) -> crate::engine::Result<()> {
         pgrx::check_for_interrupts!();
+        self.epochs = true;
+        progress::step(done, total);
+        progress::loss(metric, value);
         let elapsed = self.started.elapsed().as_secs_f64();
         let left = elapsed / done.max(1) as f64 * total.saturating_sub(done) as f64;
         pgrx::notice!(
@@ -155,12 +164,14 @@ pub(crate) fn fit_and_save(
     started: Instant,
 ) -> SqlResult<(i32, i64, i64, i64, f64)> {
     let read_seconds = started.elapsed().as_secs_f64();
+    progress::phase("fit");
     let (mut fitted, fit_seconds) = fit(&training_pool(algorithm, spec, &data)?, spec, &data)?;
     // The model file carries its params (export_model, and anyone reading it with safetensors).
     fitted.params = effective.clone();
     let (users, items, interactions) = (data.n_users() as i64, data.n_items() as i64, data.nnz() as i64);
     drop(data);
     let writing = Instant::now();
+    progress::phase("write");
     let version = catalog::save(&NewVersion {
         name,
         algorithm,
@@ -264,10 +275,32 @@ fn train(
     items: default!(Option<PgRelation>, "NULL"),
     item_text: default!(Option<&str>, "NULL"),
 ) -> Result<TableIterator<'static, (name!(model, String), name!(version, i32), name!(algorithm, String), name!(users, i64), name!(items, i64), name!(interactions, i64), name!(seconds, f64))>, ErrorReport> {
+    let (version, users, n_items, interactions, seconds) =
+        train_call(model, source, algorithm, params, user_column, item_column, rating_column, time_column, items, item_text)?;
+    let (name, algorithm) = (required(model, "model")?, required(algorithm, "algorithm")?);
+    Ok(TableIterator::once((name.to_string(), version, algorithm.to_string(), users, n_items, interactions, seconds)))
+}
+
+/// recsys.train's work, also run by a background job (`recsys.train_async`): returns the new
+/// version, the users, items and interactions it learned from, and the call's seconds.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_call(
+    model: Option<&str>,
+    source: Option<PgRelation>,
+    algorithm: Option<&str>,
+    params: Option<JsonB>,
+    user_column: Option<&str>,
+    item_column: Option<&str>,
+    rating_column: Option<&str>,
+    time_column: Option<&str>,
+    items: Option<PgRelation>,
+    item_text: Option<&str>,
+) -> SqlResult<(i32, i64, i64, i64, f64)> {
     let started = Instant::now();
     let name = required(model, "model")?;
     let source = required(source, "source")?;
     let algorithm = required(algorithm, "algorithm")?;
+    let _shown = progress::begin(name, algorithm, crate::sql::jobs::current());
     let mut params = params.map(|p| p.0).unwrap_or(serde_json::Value::Null);
     let fallback = take_fallback(name, &mut params)?;
     let (spec, mut effective) = Spec::parse(algorithm, &params)?;
@@ -275,7 +308,5 @@ fn train(
         e.insert("fallback".into(), f.into());
     }
     let (source, data) = read_for(name, algorithm, &spec, &source, user_column, item_column, rating_column, time_column, items, item_text)?;
-    let (version, users, n_items, interactions, seconds) =
-        fit_and_save(name, algorithm, &spec, effective, &source, data, started)?;
-    Ok(TableIterator::once((name.to_string(), version, algorithm.to_string(), users, n_items, interactions, seconds)))
+    fit_and_save(name, algorithm, &spec, effective, &source, data, started)
 }
