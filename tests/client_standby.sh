@@ -22,7 +22,7 @@ stop_all() {
     [ -f "$d/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
   done
 }
-trap stop_all EXIT
+[ -n "${KEEP:-}" ] || trap stop_all EXIT
 stop_all
 rm -rf "$ROOT" && mkdir -p "$ROOT" && chown postgres: "$ROOT" && chmod 755 "$ROOT"
 d=$ROOT; while [ "$d" != / ]; do d=$(dirname "$d"); chmod o+x "$d" 2>/dev/null || true; done
@@ -47,7 +47,7 @@ $PRI -c "CREATE EXTENSION pg_recsys" \
   -c "SELECT recsys.train('m_content', 'clicks', 'content', items => 'items', item_text => 'title')" \
   -c "SELECT recsys.train('m_hybrid', 'clicks', 'hybrid', '{\"members\": [{\"algorithm\": \"ease\"}, {\"algorithm\": \"als\"}]}')" >/dev/null
 
-as_pg "$BIN/pg_basebackup" -h "$ROOT" -p $P1 -U postgres -D "$ROOT/standby" -R -X stream >/dev/null
+as_pg "$BIN/pg_basebackup" -h "$ROOT" -p $P1 -U postgres -D "$ROOT/standby" -R -X stream -c fast >/dev/null
 as_pg "$BIN/pg_ctl" -D "$ROOT/standby" -l "$ROOT/standby.log" -w start \
   -o "-p $P2 -k $ROOT -c listen_addresses='' -c hot_standby=on" >/dev/null
 [ "$($STB -c "SELECT pg_is_in_recovery()")" = t ] || fail "the standby is not in recovery"
@@ -125,6 +125,11 @@ now=$(ask "$TOP")
 nbrs=$(ask "SELECT max(c) FROM (SELECT count(*) c FROM recsys.similar_items(3, 50, 'm_knn')) s")
 [ "$nbrs" -le 5 ] || fail "the standby's open connection still serves the old version ($nbrs neighbours, k is now 5)"
 echo "ok: version $v2 trained on the primary is served by an open standby connection"
+
+# recsys.progress on a server without pg_recsys preloaded: empty, and it says why.
+out=$(PGOPTIONS="-c client_min_messages=notice" $STB -c "SELECT count(*) FROM recsys.progress" 2>&1)
+echo "$out" | grep -q "not in shared_preload_libraries" && echo "$out" | grep -qx 0 \
+  || fail "recsys.progress without shared_preload_libraries did not say why it is empty: $out"
 
 # 4. Training on the standby is refused cleanly; the connection survived it all.
 out=$($STB -v VERBOSITY=verbose -c "SELECT recsys.train('m_new', 'clicks', 'item_knn')" 2>&1 || true)

@@ -185,3 +185,10 @@ pub fn check_may_manage(client: &pgrx::spi::SpiClient<'_>, name: &str, user: pg_
         .set_detail(format!("The model is owned by role \"{owner}\"."))
         .set_hint("Train it as a member of that role (SET ROLE), or use another model name."))
 }
+
+/// ERROR 25006 in a read-only transaction (every transaction of a hot standby), before a call
+/// that writes a model version does any work: serving works there, training does not.
+pub fn check_writable(what: &std::ffi::CStr) {
+    // SAFETY: raises the standard ERROR (unwound by pgrx) when the transaction is read-only.
+    unsafe { pg_sys::PreventCommandIfReadOnly(what.as_ptr()) }
+}

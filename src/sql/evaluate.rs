@@ -72,14 +72,21 @@ fn evaluate(
     });
     stored.insert("test".into(), json!(test_source.relation));
     stored.insert("engine_seconds".into(), json!(seconds));
-    // The caller can see the model (resolve ran as the caller), so it may record its metrics.
-    crate::sql::access::as_catalog_owner(|| {
-        Spi::run_with_args(
-            "UPDATE recsys.models SET metrics = metrics || $2 WHERE id = $1",
-            &[row.id.into(), JsonB(serde_json::Value::Object(stored)).into()],
-        )
-        .map_err(spi)
-    })?;
+    // The caller can see the model (resolve ran as the caller), so it may record its metrics —
+    // except in a read-only transaction (a hot standby's, or SET transaction_read_only), where
+    // evaluate serves like any read.
+    // SAFETY: reads a backend global.
+    if unsafe { pg_sys::XactReadOnly } {
+        pgrx::notice!("pg_recsys: read-only transaction: the metrics are not stored in recsys.models");
+    } else {
+        crate::sql::access::as_catalog_owner(|| {
+            Spi::run_with_args(
+                "UPDATE recsys.models SET metrics = metrics || $2 WHERE id = $1",
+                &[row.id.into(), JsonB(serde_json::Value::Object(stored)).into()],
+            )
+            .map_err(spi)
+        })?;
+    }
     pgrx::notice!("pg_recsys: evaluated {} users in {:.3} s of engine time", m.users, seconds);
     Ok(TableIterator::new(rows))
 }

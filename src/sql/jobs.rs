@@ -57,6 +57,7 @@ fn train_async(
     items: default!(Option<PgRelation>, "NULL"),
     item_text: default!(Option<&str>, "NULL"),
 ) -> Result<i64, ErrorReport> {
+    crate::sql::access::check_writable(c"recsys.train_async");
     let name = required(model, "model")?;
     let source = required(source, "source")?;
     let algorithm = required(algorithm, "algorithm")?;

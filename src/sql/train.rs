@@ -296,6 +296,7 @@ pub(crate) fn train_call(
     items: Option<PgRelation>,
     item_text: Option<&str>,
 ) -> SqlResult<(i32, i64, i64, i64, f64)> {
+    crate::sql::access::check_writable(c"recsys.train");
     let started = Instant::now();
     let name = required(model, "model")?;
     let source = required(source, "source")?;

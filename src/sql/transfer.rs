@@ -46,6 +46,7 @@ fn import_model(
     items: default!(Option<PgRelation>, "NULL"),
     item_text: default!(Option<&str>, "NULL"),
 ) -> Result<TableIterator<'static, (name!(model, String), name!(version, i32), name!(algorithm, String), name!(users, i64), name!(items, i64), name!(interactions, i64), name!(seconds, f64))>, ErrorReport> {
+    crate::sql::access::check_writable(c"recsys.import_model");
     let started = Instant::now();
     let name = required(model, "model")?;
     let file = required(file, "file")?;

@@ -154,6 +154,7 @@ fn tune_search(
     TableIterator<'static, (name!(params, JsonB), name!(metric, String), name!(value, f64), name!(best, bool), name!(algorithm, String), name!(users_share, f64))>,
     ErrorReport,
 > {
+    crate::sql::access::check_writable(c"recsys.tune");
     let started = Instant::now();
     let name = required(model, "model")?;
     let relation = required(source, "source")?;
