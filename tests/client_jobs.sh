@@ -79,6 +79,13 @@ sleep 1
 [ "$($Q -c "SELECT count(*) FROM recsys.models WHERE name = 'bg_rolled'")" = 0 ] || fail "a rolled-back train_async trained"
 echo "ok: a rolled-back train_async leaves no job and trains nothing"
 
+# A role that cannot log in cannot have a worker connect as it: refused at once, nothing queued.
+$Q -c "DROP ROLE IF EXISTS jobs_group" -c "CREATE ROLE jobs_group NOLOGIN" -c "GRANT jobs_group TO jobs_alice" -c "GRANT SELECT ON clicks TO jobs_group"
+out=$($A -v VERBOSITY=verbose -c "SET ROLE jobs_group" -c "SELECT recsys.train_async('bg_group', 'clicks', 'item_knn')" 2>&1 || true)
+echo "$out" | grep -q "42501" || fail "train_async as a NOLOGIN role was not refused with 42501: $out"
+[ "$($Q -c "SELECT count(*) FROM recsys.job_runs WHERE model = 'bg_group'")" = 0 ] || fail "a refused train_async queued a job"
+echo "ok: train_async as a role without LOGIN is 42501 at once"
+
 # 5. recsys.max_jobs = 1: the second job waits queued; cancelling it and the running one.
 $Q -c "ALTER DATABASE $DB SET recsys.max_jobs = 1"
 j1=$($A -c "SELECT recsys.train_async('bg_long', 'clicks', 'als', '{\"iterations\": 200, \"factors\": 256}')")

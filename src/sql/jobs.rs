@@ -88,6 +88,24 @@ fn train_async(
     .map_err(spi)?
     .unwrap_or(JsonB(json!({})));
     let caller = access::role_name(role)?;
+    // A background worker connects as the role like a login does (PostgreSQL 15 checks LOGIN and
+    // the role's connection limit there): refuse now rather than queue a job that cannot start.
+    let can_login = Spi::get_one_with_args::<bool>(
+        "SELECT rolcanlogin AND (rolconnlimit < 0 OR rolconnlimit > (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usesysid = $1)) \
+         FROM pg_catalog.pg_roles WHERE oid = $1",
+        &[role.into()],
+    )
+    .map_err(spi)?
+    .unwrap_or(false);
+    if !can_login {
+        return Err(ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("pg_recsys: a background job trains as role \"{caller}\", which cannot log in now"),
+            "pg_recsys",
+        )
+        .set_detail("the job's worker connects as the calling role: it needs LOGIN and a free place under its CONNECTION LIMIT")
+        .set_hint("call train_async as a role that can log in (a member of the model's owner role may retrain it), or use recsys.train"));
+    }
     let id: i64 = access::as_catalog_owner(|| {
         Spi::get_one_with_args(
             "INSERT INTO recsys.job_runs (model, algorithm, call, settings, role) VALUES ($1, $2, $3, $4, $5) RETURNING id",

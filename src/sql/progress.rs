@@ -62,6 +62,8 @@ struct Slot {
     /// Microseconds since the PostgreSQL epoch.
     started: i64,
     phase_started: i64,
+    /// In tune's search: step and loss count trials, and the trials' own fits do not report.
+    searching: bool,
 }
 
 impl Slot {
@@ -80,6 +82,7 @@ impl Slot {
         steps: 0,
         started: 0,
         phase_started: 0,
+        searching: false,
     };
 }
 
@@ -194,12 +197,33 @@ pub fn phase(phase: &str) {
         s.phase_started = t;
         s.step = 0;
         s.steps = 0;
+        s.searching = false;
+    });
+}
+
+/// recsys.tune scored `done` of `total` configurations, the last at `value` of `metric`.
+pub fn trial(done: usize, total: usize, metric: &str, value: f64) {
+    let t = now();
+    with_slot(|s| {
+        if !s.searching {
+            s.phase.set("search");
+            s.phase_started = t;
+            s.searching = true;
+        }
+        s.step = done as u64;
+        s.steps = total.max(done) as u64;
+        s.metric.set(metric);
+        s.loss = value;
+        s.has_loss = true;
     });
 }
 
 /// `done` of `total` steps (chunks, iterations, epochs) of the current phase.
 pub fn step(done: usize, total: usize) {
     with_slot(|s| {
+        if s.searching {
+            return;
+        }
         s.step = done as u64;
         s.steps = total as u64;
     });
@@ -208,6 +232,9 @@ pub fn step(done: usize, total: usize) {
 /// The objective after an iteration or epoch.
 pub fn loss(metric: &str, value: f64) {
     with_slot(|s| {
+        if s.searching {
+            return;
+        }
         s.metric.set(metric);
         s.loss = value;
         s.has_loss = true;

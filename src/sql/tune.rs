@@ -55,6 +55,8 @@ struct Search<'a> {
     started: Instant,
     seconds: Option<f64>,
     fits: usize,
+    /// Fits the search expects (for recsys.progress).
+    planned: usize,
 }
 
 impl Search<'_> {
@@ -79,6 +81,7 @@ impl Search<'_> {
         let on = if share < 1.0 { format!(" on {:.0} % of the users", share * 100.0) } else { String::new() };
         pgrx::notice!("pg_recsys: tune {} {}{on}: {label} {value:.6} (fit {seconds:.2} s)", t.algorithm, t.params);
         t.scores.push((share, value));
+        crate::sql::progress::trial(self.fits, self.planned, &label, value);
         Ok(true)
     }
 
@@ -244,9 +247,12 @@ fn tune_search(
         rating_column,
         None,
     )?;
+    let _shown = crate::sql::progress::begin(name, algorithm, crate::sql::jobs::current());
     let data = read_source(&source)?;
     let (train, valid) = holdout(&data, fraction, seed)?;
-    let mut s = Search { train: &train, valid: &valid, metric, k: k as usize, seed, started, seconds: time_budget, fits: 0 };
+    let rungs = if halving { halving_rungs(list.len()) } else { vec![(list.len(), 1.0)] };
+    let planned = rungs.iter().map(|r| r.0).sum::<usize>() + if algorithm == "auto" { HYBRID_WEIGHTS.len() } else { 0 };
+    let mut s = Search { train: &train, valid: &valid, metric, k: k as usize, seed, started, seconds: time_budget, fits: 0, planned };
     s.rungs(&mut list, halving)?;
     if algorithm == "auto" {
         // A hybrid of the two best algorithms (each with its best params).
