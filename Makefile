@@ -14,7 +14,7 @@ PSQL := psql -X -v ON_ERROR_STOP=1 -q
 PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
-.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel bench-dense bench-frontier clean-scratch
+.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel bench-dense bench-frontier bench-memory clean-scratch
 
 setup:
 	@.ci/setup
@@ -86,8 +86,13 @@ bench-dense: cluster
 bench-frontier: cluster
 	@benches/frontier.sh
 
+# First-call seconds and private memory per backend for every algorithm (benches/REPORT.md).
+bench-memory: cluster
+	@benches/backend_memory.sh
+
 bench: cluster
 	@benches/report.sh
 	@benches/dense.sh
 	@benches/frontier.sh
+	@benches/backend_memory.sh
 	cargo bench --no-default-features --bench engine

@@ -22,6 +22,9 @@ pub struct EaseParams {
     pub lambda: f64,
     /// How many of each item's largest weights go to `recsys.item_neighbors`.
     pub neighbors: usize,
+    /// How many weights of each row are kept for serving, largest |weight| first (0: automatic,
+    /// see `kept_per_row`; the number of items or more: all, the dense matrix).
+    pub keep: usize,
 }
 
 impl EaseParams {
@@ -29,8 +32,34 @@ impl EaseParams {
         Ok(EaseParams {
             lambda: p.float("lambda", 500.0, 1e-6, 1e12)?,
             neighbors: p.int("neighbors", 100, 1, 10_000)? as usize,
+            keep: p.int("keep", 0, 0, 1_000_000)? as usize,
         })
     }
+}
+
+/// Catalogues up to this many items keep the dense B (64 MB at most) when `keep` is automatic.
+pub const DENSE_ITEMS: usize = 4096;
+/// Above that, the automatic `keep` sizes the pruned B to about this many bytes (8 per weight:
+/// column and value), at least `MIN_KEEP` per row: a model each backend decodes stays small.
+pub const PRUNED_BYTES: usize = 96 << 20;
+pub const MIN_KEEP: usize = 256;
+
+/// Weights kept per row for `n` items: `None` for all of them (dense).
+pub fn kept_per_row(keep: usize, n: usize) -> Option<usize> {
+    let k = match keep {
+        0 if n <= DENSE_ITEMS => return None,
+        0 => (PRUNED_BYTES / (8 * n.max(1))).max(MIN_KEEP),
+        k => k,
+    };
+    (k < n).then_some(k)
+}
+
+/// B as served: all n × n weights, or each row's largest |weights| (columns ascending).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Weights {
+    /// Row-major: row i holds the weights item i gives every item.
+    Dense(Vec<f32>),
+    Pruned(Neighbors),
 }
 
 /// Which exact form of P = (XᵀX + λI)⁻¹ is cheaper: the primal inverts the items × items Gram
@@ -58,8 +87,7 @@ pub fn memory_estimate(n_users: usize, n_items: usize) -> usize {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ease {
-    /// n × n, row-major: row i holds the weights item i gives every item.
-    pub weights: Vec<f32>,
+    pub weights: Weights,
     /// The largest positive weights of each row, for `recsys.item_neighbors` and similar_items.
     pub neighbors: Neighbors,
 }
@@ -69,15 +97,31 @@ impl Ease {
         self.neighbors.indptr.len() - 1
     }
 
-    pub fn row(&self, i: usize) -> &[f32] {
-        let n = self.n_items();
-        &self.weights[i * n..(i + 1) * n]
+    /// B[i][j] (0 for a weight pruned away).
+    pub fn weight(&self, i: usize, j: usize) -> f32 {
+        match &self.weights {
+            Weights::Dense(w) => w[i * self.n_items() + j],
+            Weights::Pruned(nb) => {
+                let (cols, vals) = nb.row(i);
+                cols.binary_search(&(j as u32)).map_or(0.0, |k| vals[k])
+            }
+        }
     }
 
     /// scores[j] += Σ_i w_i B[i][j] over the history.
     pub fn score_history(&self, history: &[(u32, f32)], scores: &mut [f32]) {
+        let n = self.n_items();
         for &(i, w) in history {
-            crate::engine::linalg::axpy(w, self.row(i as usize), scores);
+            let i = i as usize;
+            match &self.weights {
+                Weights::Dense(b) => crate::engine::linalg::axpy(w, &b[i * n..(i + 1) * n], scores),
+                Weights::Pruned(nb) => {
+                    let (cols, vals) = nb.row(i);
+                    for (&j, &b) in cols.iter().zip(vals) {
+                        scores[j as usize] += w * b;
+                    }
+                }
+            }
         }
     }
 
@@ -230,21 +274,43 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
         primal_inverse(data, p.lambda, pool, progress)?
     };
     let diag: Vec<f64> = (0..n).map(|j| g[j * n + j]).collect();
-    let mut weights = filled(n * n, 0f32, "EASE's weights")?;
     // B = −P / diag(P) off the diagonal, each row's largest positive weights taken while the row
     // is in cache.
-    let top: Vec<Vec<(u32, f32)>> = pool.install(|| {
-        weights
-            .par_chunks_mut(n)
-            .enumerate()
-            .map(|(i, row)| {
-                for j in 0..n {
-                    row[j] = if i == j { 0.0 } else { (-g[i * n + j] / diag[j]) as f32 };
-                }
-                top_k((0..n as u32).map(|j| (j, row[j as usize])).filter(|&(j, w)| j as usize != i && w > 0.0), p.neighbors)
-            })
-            .collect()
-    });
+    let b_row = |i: usize, row: &mut [f32]| {
+        for j in 0..n {
+            row[j] = if i == j { 0.0 } else { (-g[i * n + j] / diag[j]) as f32 };
+        }
+        top_k((0..n as u32).map(|j| (j, row[j as usize])).filter(|&(j, w)| j as usize != i && w > 0.0), p.neighbors)
+    };
+    let (weights, top) = match kept_per_row(p.keep, n) {
+        None => {
+            let mut weights = filled(n * n, 0f32, "EASE's weights")?;
+            let top: Vec<Vec<(u32, f32)>> = pool.install(|| weights.par_chunks_mut(n).enumerate().map(|(i, row)| b_row(i, row)).collect());
+            (Weights::Dense(weights), top)
+        }
+        Some(k) => {
+            // Each row's k largest |weights| (the diagonal is 0 and never kept), columns ascending.
+            let rows: Vec<(Vec<(u32, f32)>, Vec<(u32, f32)>)> = pool.install(|| {
+                (0..n)
+                    .into_par_iter()
+                    .map_init(
+                        || vec![0f32; n],
+                        |row, i| {
+                            let top = b_row(i, row);
+                            let mut kept: Vec<(u32, f32)> = top_k((0..n as u32).filter(|&j| j as usize != i).map(|j| (j, row[j as usize].abs())), k)
+                                .into_iter()
+                                .map(|(j, _)| (j, row[j as usize]))
+                                .collect();
+                            kept.sort_unstable_by_key(|&(j, _)| j);
+                            (kept, top)
+                        },
+                    )
+                    .collect()
+            });
+            let (kept, top): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+            (Weights::Pruned(Ease::neighbors_from(kept)), top)
+        }
+    };
     drop(g);
     let neighbors = Ease::neighbors_from(top);
     Ok(Ease { weights, neighbors })
@@ -252,10 +318,16 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
 
 impl Ease {
     pub fn load(r: &In, n_items: usize) -> Result<Ease> {
-        Ok(Ease {
-            weights: r.f32s("weights", Some(&[n_items, n_items]))?,
-            neighbors: r.neighbors("neighbors", n_items)?,
-        })
+        let weights = if r.has("weights") {
+            Weights::Dense(r.f32s("weights", Some(&[n_items, n_items]))?)
+        } else {
+            let nb = r.neighbors("weights", n_items)?;
+            if (0..n_items).any(|i| !nb.row(i).0.windows(2).all(|w| w[0] < w[1])) {
+                return Err(crate::engine::format::corrupt("EASE's pruned weights are not sorted by column"));
+            }
+            Weights::Pruned(nb)
+        };
+        Ok(Ease { weights, neighbors: r.neighbors("neighbors", n_items)? })
     }
 }
 
@@ -281,12 +353,12 @@ impl Recommender for Ease {
     }
 
     fn predict(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Option<f32>> {
-        Ok((!history.is_empty()).then(|| history.iter().map(|&(j, w)| w * self.row(j as usize)[i]).sum()))
+        Ok((!history.is_empty()).then(|| history.iter().map(|&(j, w)| w * self.weight(j as usize, i)).sum()))
     }
 
     /// weight × B[j][i] of each history item j.
     fn contributions(&self, _: &Model, _: &Request, history: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
-        Ok(history.iter().map(|&(j, w)| (j, w * self.row(j as usize)[i])).collect())
+        Ok(history.iter().map(|&(j, w)| (j, w * self.weight(j as usize, i))).collect())
     }
 
     fn similar_items(&self, _: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
@@ -298,10 +370,14 @@ impl Recommender for Ease {
     }
 
     /// Its part of the model file: `weights` (f32 [n_items, n_items], row i = the weights item i
-    /// gives every item) and `neighbors.*` (each row's largest positive weights).
+    /// gives every item), or for a pruned B `weights.*` (each row's kept weights as a neighbour
+    /// list, columns ascending); and `neighbors.*` (each row's largest positive weights).
     fn store<'a>(&'a self, out: &mut Out<'_, 'a>) -> Result<()> {
         let n = self.neighbors.indptr.len().saturating_sub(1);
-        out.f32s("weights", &[n, n], &self.weights);
+        match &self.weights {
+            Weights::Dense(w) => out.f32s("weights", &[n, n], w),
+            Weights::Pruned(nb) => out.neighbors("weights", nb),
+        }
         out.neighbors("neighbors", &self.neighbors);
         Ok(())
     }
@@ -332,13 +408,13 @@ mod tests {
             let worst = primal.iter().zip(&dual).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(worst < 1e-12, "{n_users} x {n_items}: max |primal - dual| = {worst}");
             // and the fit takes the dual path for this shape and gives the same weights
-            let fitted = fit(&data, &EaseParams { lambda: 3.0, neighbors: 5 }, &pool, &mut crate::engine::NoProgress).unwrap();
+            let fitted = fit(&data, &EaseParams { lambda: 3.0, neighbors: 5, keep: 0 }, &pool, &mut crate::engine::NoProgress).unwrap();
             let n = data.n_items();
             let diag: Vec<f64> = (0..n).map(|j| primal[j * n + j]).collect();
             for i in 0..n {
                 for j in 0..n {
                     let want = if i == j { 0.0 } else { (-primal[i * n + j] / diag[j]) as f32 };
-                    assert!((fitted.row(i)[j] - want).abs() < 1e-5);
+                    assert!((fitted.weight(i, j) - want).abs() < 1e-5);
                 }
             }
         }
@@ -347,17 +423,60 @@ mod tests {
     use crate::engine::NoProgress;
 
     #[test]
+    fn a_pruned_b_keeps_each_rows_largest_weights_and_round_trips() {
+        assert_eq!(kept_per_row(0, DENSE_ITEMS), None);
+        assert_eq!(kept_per_row(0, 15_000), Some(PRUNED_BYTES / (8 * 15_000)));
+        assert_eq!(kept_per_row(0, 1_000_000), Some(MIN_KEEP));
+        assert_eq!((kept_per_row(50, 40), kept_per_row(10, 40)), (None, Some(10)));
+        let (mut users, mut items) = (Vec::new(), Vec::new());
+        for u in 0..60i64 {
+            for k in 0..12i64 {
+                users.push(u);
+                items.push((u * 5 + k * k * 3 + k) % 45);
+            }
+        }
+        let weights = vec![1.0f32; users.len()];
+        let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let dense = fit(&data, &EaseParams { lambda: 2.0, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
+        let pruned = fit(&data, &EaseParams { lambda: 2.0, neighbors: 5, keep: 8 }, &pool, &mut NoProgress).unwrap();
+        assert!(matches!(dense.weights, Weights::Dense(_)) && matches!(pruned.weights, Weights::Pruned(_)));
+        assert_eq!(dense.neighbors, pruned.neighbors);
+        let n = data.n_items();
+        for i in 0..n {
+            // the 8 kept are the 8 largest |weights| of the dense row, with their values
+            let mut row: Vec<f32> = (0..n).filter(|&j| j != i).map(|j| dense.weight(i, j).abs()).collect();
+            row.sort_by(|a, b| b.total_cmp(a));
+            let kept: Vec<usize> = (0..n).filter(|&j| pruned.weight(i, j) != 0.0).collect();
+            assert_eq!(kept.len(), 8);
+            for &j in &kept {
+                assert_eq!(pruned.weight(i, j), dense.weight(i, j));
+                assert!(dense.weight(i, j).abs() >= row[7]);
+            }
+        }
+        // scoring a history adds exactly the kept weights
+        let history = [(0u32, 1.0f32), (3, 2.0)];
+        let mut scores = vec![0f32; n];
+        pruned.score_history(&history, &mut scores);
+        for (j, s) in scores.iter().enumerate() {
+            assert!((s - (pruned.weight(0, j) + 2.0 * pruned.weight(3, j))).abs() < 1e-6);
+        }
+        let back = crate::engine::format::round_trip(|out| pruned.store(out), |r| Ease::load(r, n)).unwrap();
+        assert_eq!(back, pruned);
+    }
+
+    #[test]
     fn closed_form_on_a_tiny_matrix() {
         // X (3 users × 3 items) = [[1,1,0],[1,0,1],[0,1,1]]: XᵀX = [[2,1,1],[1,2,1],[1,1,2]].
         let data = Interactions::from_triplets(&[1, 1, 2, 2, 3, 3], &[1, 2, 1, 3, 2, 3], &[1.0; 6]).unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let e = fit(&data, &EaseParams { lambda: 1.0, neighbors: 5 }, &pool, &mut NoProgress).unwrap();
+        let e = fit(&data, &EaseParams { lambda: 1.0, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
         // G + I = 2I + J (J all ones, n = 3): P = (I − J/5)/2, P_ii = 0.4, P_ij = −0.1,
         // so B_ij = −(−0.1)/0.4 = 0.25 off the diagonal.
         for i in 0..3 {
             for j in 0..3 {
                 let want = if i == j { 0.0 } else { 0.25 };
-                assert!((e.row(i)[j] - want).abs() < 1e-6, "B[{i}][{j}] = {}", e.row(i)[j]);
+                assert!((e.weight(i, j) - want).abs() < 1e-6, "B[{i}][{j}] = {}", e.weight(i, j));
             }
         }
         let mut scores = vec![0f32; 3];

@@ -197,7 +197,7 @@ pub fn decode(bytes: &[u8]) -> Result<Model> {
             if weights.len() != n * n {
                 return Err(corrupt("EASE weights"));
             }
-            Box::new(Ease { weights, neighbors: decode_neighbors(&mut r, n)? })
+            Box::new(Ease { weights: crate::engine::ease::Weights::Dense(weights), neighbors: decode_neighbors(&mut r, n)? })
         }
         other => match FactorKind::from_name(other) {
             Some(kind) => Box::new(decode_factors(&mut r, kind, item_ids.len())?),

@@ -7,6 +7,7 @@ pub(crate) mod cache;
 mod catalog;
 pub mod errors;
 mod evaluate;
+mod item_cache;
 mod jobs;
 pub mod gucs;
 mod plans;

@@ -28,11 +28,12 @@ fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Source, V
 /// The items table's (item id, text) rows, read as the model's owner (its item_text expression is
 /// the owner's SQL), for models that encode item text, and for reasons (which name items by their
 /// text) of any model trained with an items table; empty otherwise.
-pub(crate) fn item_texts(row: &ModelRow, fitted: &Model, source: &Source, for_reasons: bool) -> SqlResult<Vec<(i64, String)>> {
-    if !fitted.reads_item_text() && !(for_reasons && source.items.is_some()) {
-        return Ok(Vec::new());
-    }
-    as_model_owner(&row.name, row.owner, || source.item_texts())
+/// Kept per backend while the items table does not change (`item_cache`).
+pub(crate) fn item_texts(row: &ModelRow, fitted: &Model, source: &Source, for_reasons: bool) -> SqlResult<crate::sql::item_cache::Texts> {
+    let Some(items) = source.items.as_deref().filter(|_| fitted.reads_item_text() || for_reasons) else {
+        return Ok(Default::default());
+    };
+    as_model_owner(&row.name, row.owner, || crate::sql::item_cache::texts(row, items, || source.item_texts()))
 }
 
 /// How many fallback models one call may follow (a chain, never a cycle).
@@ -161,7 +162,7 @@ fn similar_items(
     // An item added to the items table after training: text models answer from its text.
     let text = if fitted.reads_item_text() && crate::engine::interactions::index_of(&fitted.item_ids, item_id).is_none() {
         let source = Source::from_catalog(row.source.clone(), &row.columns)?;
-        item_texts(&row, &fitted, &source, false)?.into_iter().find(|p| p.0 == item_id).map(|p| p.1)
+        item_texts(&row, &fitted, &source, false)?.iter().find(|p| p.0 == item_id).map(|p| p.1.clone())
     } else {
         None
     };

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `make bench-memory`: what serving a model costs each backend. For every algorithm on ML-100K
+# and ml-latest-small (the shared splits' train files; content and two_tower with the movie
+# titles), a fresh connection makes its first recommend() call and then a second one: the
+# first call's seconds (reading and decoding the model into the backend's cache), the second's,
+# and the backend's private memory after them (RssAnon from /proc: shared buffers are not
+# counted, the decoded model is). EASE is measured twice: as served since 0.6.0 (B pruned to
+# `keep` weights per row above 4,096 items) and whole (keep = 1000000), with NDCG@10 of both by
+# recsys.evaluate on the test split. Writes the "backend_memory" section of benches/REPORT.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+SHARED=${SHARED:-$(pwd)/../shared}
+[ -d "$SHARED/eval/splits" ] || { echo "bench-memory: ../shared/eval not found"; exit 2; }
+OUT=$(pwd)/target/bench-memory && rm -rf "$OUT" && mkdir -p "$OUT" && chmod 777 "$OUT"
+DB=pg_recsys_bench_memory
+echo "split,model,algorithm,items,blob_mb,first_s,second_s,rss_anon_mb,ndcg" >"$OUT/memory.csv"
+for s in ml100k_implicit_all mllatestsmall_implicit_all; do
+  fresh_db $DB
+  $P -c "CREATE TABLE train (user_id int, item_id int, rating real, ts bigint)" \
+     -c "\copy train FROM '$SHARED/eval/splits/${s}_train.csv' WITH (FORMAT csv, HEADER)" \
+     -c "CREATE INDEX ON train (user_id)" \
+     -c "ALTER TABLE train ADD COLUMN at timestamptz" -c "UPDATE train SET at = to_timestamp(ts)" \
+     -c "CREATE TABLE test (user_id int, item_id int)" \
+     -c "\copy test (user_id, item_id) FROM program 'cut -d, -f1,2 $SHARED/eval/splits/${s}_test.csv' WITH (FORMAT csv, HEADER)"
+  if [ "${s#ml100k}" != "$s" ]; then
+    $P -c "CREATE TABLE items (item_id int PRIMARY KEY, title text)" \
+       -c "\copy items FROM program 'cut -d\"|\" -f1,2 $SHARED/data/ml-100k/u.item | iconv -f latin1 -t utf8' WITH (FORMAT csv, DELIMITER '|', QUOTE E'\\x01')"
+  else
+    $P -c "CREATE TABLE items (item_id int PRIMARY KEY, title text, genres text)" \
+       -c "\copy items FROM '$SHARED/data/ml-latest-small/movies.csv' WITH (FORMAT csv, HEADER)"
+  fi
+  models=(
+    "popularity|popularity|{}"
+    "item_knn|item_knn|{}"
+    "user_knn|user_knn|{}"
+    "rp3beta|rp3beta|{}"
+    "slim|slim|{}"
+    "ease|ease|{}"
+    "ease_whole|ease|{\"keep\": 1000000}"
+    "als|als|{}"
+    "bpr|bpr|{}"
+    "svd|svd|{}"
+    "ncf|ncf|{\"epochs\": 1}"
+    "sequential|sequential|{\"epochs\": 1}"
+    "two_tower|two_tower|{\"epochs\": 1}"
+    "content|content|{}"
+  )
+  for m in "${models[@]}"; do
+    IFS='|' read -r name alg params <<<"$m"
+    extra=
+    case $alg in
+      sequential) extra=", time_column => 'at'" ;;
+      two_tower|content) extra=", items => 'items', item_text => 'title'" ;;
+    esac
+    $P -c "SELECT 1 FROM recsys.train('$name', 'train', '$alg', '$params'$extra)" >/dev/null
+    # A fresh connection: its backend has nothing cached.
+    coproc C { psql -X -q -At -d $DB; }
+    ask() { local l; echo "$1;" >&"${C[1]}"; read -r -t 600 l <&"${C[0]}"; echo "$l"; }
+    pid=$(ask "SELECT pg_backend_pid()")
+    first=$(ask "SELECT round(extract(epoch FROM clock_timestamp() - statement_timestamp())::numeric, 4) FROM (SELECT count(*) FROM recsys.recommend(1, 10, '$name')) x")
+    second=$(ask "SELECT round(extract(epoch FROM clock_timestamp() - statement_timestamp())::numeric, 4) FROM (SELECT count(*) FROM recsys.recommend(2, 10, '$name')) x")
+    rss=$(awk '/^RssAnon:/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+    echo "\\q" >&"${C[1]}"
+    wait "$C_PID" 2>/dev/null || true
+    info=$($P -At -F, -c "SELECT items, round((SELECT sum(length(data)) FROM recsys.model_blobs b WHERE b.model_id = m.id) / 1048576.0, 1)
+                          FROM recsys.models m WHERE name = '$name' AND deployed")
+    ndcg=
+    case $name in ease|ease_whole) ndcg=$($P -At -c "SELECT round(value::numeric, 4) FROM recsys.evaluate('$name', 'test') WHERE metric = 'ndcg@10'") ;; esac
+    echo "$s,$name,$alg,$info,$first,$second,$rss,$ndcg" | tee -a "$OUT/memory.csv" | sed 's/^/bench-memory: /'
+    $P -c "SELECT recsys.drop_model('$name')" >/dev/null
+  done
+done
+python3 benches/section.py backend_memory <<EOF
+## Backend memory: what serving a model costs each connection
+
+\`make bench-memory\` ($(date -u +%Y-%m-%d), $(nproc) cores). A fresh connection's first
+\`recommend()\` reads and decodes the model into that backend's cache; the second is served from
+it. RssAnon is the backend's private memory after both (the decoded model; shared buffers not
+counted). \`ease\` is served as 0.6.0 stores it (B pruned to its automatic \`keep\` per row above
+4,096 items); \`ease_whole\` keeps B whole (\`keep\` = 1000000), as every EASE model before 0.6.0.
+Neural models trained for one epoch (the memory and decode cost do not depend on epochs).
+
+| split | model | items | model file MB | first call s | second call s | RssAnon MB | NDCG@10 |
+|---|---|---:|---:|---:|---:|---:|---:|
+$(tail -n +2 "$OUT/memory.csv" | awk -F, '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $4, $5, $6, $7, $8, $9}')
+EOF
+echo "bench-memory: wrote benches/REPORT.md (section backend_memory) and $OUT/memory.csv"
