@@ -79,7 +79,9 @@ python3 benches/section.py backend_memory <<EOF
 it. RssAnon is the backend's private memory after both (the decoded model; shared buffers not
 counted). \`ease\` is served as 0.6.0 stores it (B pruned to its automatic \`keep\` per row above
 4,096 items); \`ease_whole\` keeps B whole (\`keep\` = 1000000), as every EASE model before 0.6.0.
-Neural models trained for one epoch (the memory and decode cost do not depend on epochs).
+Neural models trained for one epoch (the memory and decode cost do not depend on epochs). A
+model larger than \`recsys.model_cache_mb\` (256 MB by default) is not kept: each call decodes it
+again (its second call is as slow as its first, and its RssAnon is what is left after the call).
 
 | split | model | items | model file MB | first call s | second call s | RssAnon MB | NDCG@10 |
 |---|---|---:|---:|---:|---:|---:|---:|

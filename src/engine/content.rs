@@ -17,6 +17,7 @@ use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::text::terms;
 use crate::engine::topk::top_k;
+use crate::engine::text::Memo;
 use crate::engine::{Progress, RecsysError, Result};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,12 +64,16 @@ pub struct Content {
     pub by_term: Csr,
     /// See `ContentParams::half_life`.
     pub half_life: f32,
+    /// Vectors of texts not trained on (items added since), by text: serving vectorizes each
+    /// such text once per decoded model, not on every call.
+    pub memo: Memo<Vec<(u32, f32)>>,
 }
+
 
 impl Content {
     pub fn new(terms: Vec<String>, idf: Vec<f32>, ngrams: usize, stop_words: bool, vectors: Csr, neighbors: Neighbors) -> Content {
         let by_term = vectors.transpose();
-        Content { terms, idf, ngrams, stop_words, vectors, neighbors, by_term, half_life: 0.0 }
+        Content { terms, idf, ngrams, stop_words, vectors, neighbors, by_term, half_life: 0.0, memo: Memo::default() }
     }
 
     /// The recency factor of the history item at `position` (0 = oldest) of `len`.
@@ -81,6 +86,11 @@ impl Content {
     }
 
     /// The TF-IDF vector of any text over this vocabulary (unknown terms are ignored).
+    /// `vectorize`, remembered per text (for the untrained items served again and again).
+    pub fn vector_of(&self, text: &str) -> Vec<(u32, f32)> {
+        self.memo.get_or(text, || self.vectorize(text))
+    }
+
     pub fn vectorize(&self, text: &str) -> Vec<(u32, f32)> {
         let mut counts: BTreeMap<u32, f32> = BTreeMap::new();
         for t in terms(text, self.ngrams, self.stop_words) {
@@ -273,7 +283,7 @@ impl Content {
                     Some((id, t.to_vec(), v.to_vec(), w))
                 }
                 None => texts.get(&id).map(|text| {
-                    let v = self.vectorize(text);
+                    let v = self.vector_of(text);
                     (id, v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), w)
                 }),
             })
@@ -303,7 +313,7 @@ impl Recommender for Content {
         let cold = untrained_eligible(m, req)
             .iter()
             .filter_map(|r| {
-                let v = self.vectorize(&r.1);
+                let v = self.vector_of(&r.1);
                 let t: Vec<u32> = v.iter().map(|x| x.0).collect();
                 let x: Vec<f32> = v.iter().map(|x| x.1).collect();
                 let s = Content::cosine(&profile, &t, &x);
@@ -358,7 +368,7 @@ impl Recommender for Content {
                             let (t, v) = self.vectors.row(i as usize);
                             t.iter().copied().zip(v.iter().copied()).collect()
                         }
-                        None => req.items.iter().find(|p| p.0 == id).map(|p| self.vectorize(&p.1)).unwrap_or_default(),
+                        None => req.items.iter().find(|p| p.0 == id).map(|p| self.vector_of(&p.1)).unwrap_or_default(),
                     };
                     let (tt, tv): (Vec<u32>, Vec<f32>) = target.iter().copied().unzip();
                     let best = parts
@@ -396,6 +406,15 @@ impl Recommender for Content {
 mod tests {
     use super::*;
     use crate::engine::NoProgress;
+
+    #[test]
+    fn the_memo_gives_what_vectorize_gives() {
+        let c = model(&["red apple pie", "green apple", "blue sky"], ContentParams { ngrams: 1, min_df: 1, max_df: 1.0, stop_words: true, neighbors: 2, half_life: 0.0 });
+        for text in ["apple sky", "red red pie", "nothing known", "apple sky"] {
+            assert_eq!(c.vector_of(text), c.vectorize(text));
+        }
+        assert_eq!(c.memo.len(), 3);
+    }
 
     fn model(texts: &[&str], p: ContentParams) -> Content {
         let u: Vec<i64> = (0..texts.len() as i64).collect();

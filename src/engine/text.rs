@@ -40,3 +40,58 @@ mod tests {
         assert_eq!(terms("the end", 1, false), ["the", "end"]);
     }
 }
+
+/// What a model computes from an item text it was not trained on (a TF-IDF vector, a tower's
+/// encoding), remembered by the text itself: never stale, as a decoded model's vocabulary and
+/// weights do not change. Serving meets the same untrained items on every call. Bounded by
+/// `MEMO_TEXTS` texts (cleared when full); not part of the model (cloned empty, always equal).
+#[derive(Default)]
+pub struct Memo<V>(std::sync::Mutex<std::collections::HashMap<String, V>>);
+
+pub const MEMO_TEXTS: usize = 200_000;
+
+impl<V: Clone> Memo<V> {
+    pub fn get_or(&self, text: &str, compute: impl FnOnce() -> V) -> V {
+        if let Some(v) = self.get(text) {
+            return v;
+        }
+        let v = compute();
+        self.put(text, v.clone());
+        v
+    }
+
+    pub fn get(&self, text: &str) -> Option<V> {
+        self.0.lock().ok()?.get(text).cloned()
+    }
+
+    pub fn put(&self, text: &str, v: V) {
+        if let Ok(mut memo) = self.0.lock() {
+            if memo.len() >= MEMO_TEXTS {
+                memo.clear();
+            }
+            memo.insert(text.to_string(), v);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.len())
+    }
+}
+
+impl<V> Clone for Memo<V> {
+    fn clone(&self) -> Self {
+        Memo(Default::default())
+    }
+}
+
+impl<V> PartialEq for Memo<V> {
+    fn eq(&self, _: &Memo<V>) -> bool {
+        true
+    }
+}
+
+impl<V> std::fmt::Debug for Memo<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}

@@ -154,6 +154,8 @@ pub struct TwoTower {
     /// n_items × d, the item tower on each trained item's text and id.
     pub item_vectors: Vec<f32>,
     pub k: usize,
+    /// Encodings of texts not trained on, by text.
+    pub memo: crate::engine::text::Memo<Vec<f32>>,
 }
 
 impl TwoTower {
@@ -170,10 +172,31 @@ impl TwoTower {
             return Err(RecsysError::new(ErrorKind::Corrupt, "two_tower weights do not match the catalogue"));
         }
         let item_vectors = weights.get("item_vectors")?.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle)?;
-        Ok(TwoTower { weights, idf, item_vectors, k: t[1] })
+        Ok(TwoTower { weights, idf, item_vectors, k: t[1], memo: Default::default() })
     }
 
     /// Item-tower vectors of texts that were not in training (text only), rows × k.
+    /// `encode_texts`, each text's encoding remembered (the items added since training, which
+    /// serving meets on every call).
+    pub fn encoded(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let known: Vec<Option<Vec<f32>>> = texts.iter().map(|t| self.memo.get(t)).collect();
+        let missing: Vec<&str> = texts.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(t, _)| *t).collect();
+        let fresh = self.encode_texts(&missing)?;
+        let mut fresh = fresh.chunks(self.k.max(1));
+        let mut out = Vec::with_capacity(texts.len() * self.k);
+        for (t, k) in texts.iter().zip(known) {
+            match k {
+                Some(v) => out.extend(v),
+                None => {
+                    let v = fresh.next().unwrap_or_default().to_vec();
+                    self.memo.put(t, v.clone());
+                    out.extend(v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<f32>> {
         if texts.is_empty() {
             return Ok(Vec::new());
@@ -301,7 +324,7 @@ impl TwoTower {
                 None => cold.extend(texts.get(&id).copied()),
             }
         }
-        let encoded = self.encode_texts(&cold)?;
+        let encoded = self.encoded(&cold)?;
         vectors.extend(encoded.chunks(k.max(1)));
         self.user_vector(&vectors)
     }
@@ -324,7 +347,7 @@ impl Recommender for TwoTower {
         crate::engine::linalg::matvec(&self.item_vectors, self.k, &u, &mut scores);
         let rows = untrained_eligible(m, req);
         let texts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-        let encoded = self.encode_texts(&texts)?;
+        let encoded = self.encoded(&texts)?;
         let cold = rows.iter().zip(encoded.chunks(self.k.max(1))).map(|(r, e)| (r.0, crate::engine::linalg::dot(&u, e))).collect();
         Ok(Some(Scored { cold, ..Scored::all(scores) }))
     }
