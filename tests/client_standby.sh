@@ -131,6 +131,14 @@ out=$(PGOPTIONS="-c client_min_messages=notice" $STB -c "SELECT count(*) FROM re
 echo "$out" | grep -q "not in shared_preload_libraries" && echo "$out" | grep -qx 0 \
   || fail "recsys.progress without shared_preload_libraries did not say why it is empty: $out"
 
+# Error paths and the model's own items table serve read-only too (a query that marked the
+# transaction as writing failed there with XX000 "cannot assign TransactionIds during recovery").
+out=$($STB -v VERBOSITY=verbose -c "SELECT * FROM recsys.recommend(1, 5, 'no_such_model')" 2>&1 || true)
+echo "$out" | grep -q "42704" || fail "an unknown model on the standby is not 42704: $out"
+a=$($PRI -At -c "SELECT string_agg(item_id::text, ',' ORDER BY rank) FROM recsys.recommend(2, 5, 'm_content', filter => 'item_id % 3 = 0')")
+b=$($STB -c "SELECT string_agg(item_id::text, ',' ORDER BY rank) FROM recsys.recommend(2, 5, 'm_content', filter => 'item_id % 3 = 0')")
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "a filter over the model's own items table differs on the standby: $a / $b"
+
 # 4. Training on the standby is refused cleanly; the connection survived it all.
 out=$($STB -v VERBOSITY=verbose -c "SELECT recsys.train('m_new', 'clicks', 'item_knn')" 2>&1 || true)
 echo "$out" | grep -q "25006" || fail "train on the standby did not fail with 25006: $out"

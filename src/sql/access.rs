@@ -132,11 +132,10 @@ pub fn check_reads_no_owner_code(relation: &str, model: &str, owner: Option<pg_s
     if owner == Some(caller()) {
         return Ok(());
     }
-    let plain = Spi::get_one_with_args::<bool>(
+    let plain = crate::sql::errors::read_one::<bool>(
         "SELECT c.relkind IN ('r', 'p', 'm') AND NOT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass",
         &[relation.into()],
-    )
-    .map_err(spi)?
+    )?
     .unwrap_or(false);
     if plain {
         return Ok(());
@@ -152,8 +151,7 @@ pub fn check_reads_no_owner_code(relation: &str, model: &str, owner: Option<pg_s
 
 /// The name of role `oid`.
 pub fn role_name(oid: pg_sys::Oid) -> SqlResult<String> {
-    Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text", &[oid.into()])
-        .map_err(spi)?
+    crate::sql::errors::read_one::<String>("SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text", &[oid.into()])?
         .ok_or_else(|| ErrorReport::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, "role not found", "pg_recsys"))
 }
 

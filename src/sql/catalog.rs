@@ -222,8 +222,7 @@ fn find_row(name: &str, version: Option<i32>) -> SqlResult<Option<ModelRow>> {
 }
 
 fn model_exists(name: &str) -> SqlResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT 1 FROM recsys.models WHERE name = $1)", &[name.into()])
-        .map_err(spi)?
+    Ok(crate::sql::errors::read_one::<bool>("SELECT EXISTS (SELECT 1 FROM recsys.models WHERE name = $1)", &[name.into()])?
         .unwrap_or(false))
 }
 

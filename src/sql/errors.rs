@@ -52,3 +52,17 @@ pub fn positive_n(n: Option<i32>) -> SqlResult<usize> {
     }
     Ok(n as usize)
 }
+
+/// The first column of the first row of a read-only query, None when it has no row. Unlike
+/// `Spi::get_one_with_args` it does not mark the transaction as writing, which takes a
+/// transaction id: the serving path must work on a hot standby, which has none to give.
+pub fn read_one<T: pgrx::FromDatum + pgrx::IntoDatum>(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> SqlResult<Option<T>> {
+    pgrx::spi::Spi::connect(|c| {
+        let t = c.select(sql, None, args)?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.first().get_one::<T>()
+    })
+    .map_err(spi)
+}

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use pgrx::prelude::*;
 
 use crate::sql::catalog::ModelRow;
-use crate::sql::errors::{spi, SqlResult};
+use crate::sql::errors::{read_one, SqlResult};
 
 pub type Texts = Rc<Vec<(i64, String)>>;
 
@@ -129,8 +129,8 @@ fn settled(table: pg_sys::Oid) -> bool {
 /// The item texts of `row`'s items table `items`: from the cache when the table has not
 /// changed since they were read, else `read()` (and kept when the reading is settled).
 pub fn texts(row: &ModelRow, items: &str, read: impl FnOnce() -> SqlResult<Vec<(i64, String)>>) -> SqlResult<Texts> {
-    let table = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[items.into()])
-        .map_err(spi)?;
+    // Read-only (errors::read_one): the serving path takes no transaction id (hot standbys).
+    let table = read_one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[items.into()])?;
     let Some(table) = table else {
         // Gone: the read reports it with its SQLSTATE.
         return Ok(Rc::new(read()?));

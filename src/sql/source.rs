@@ -207,7 +207,7 @@ impl Source {
         user_sql(&query, None, |table| {
             let ty = table.column_type_oid(2).map_err(spi)?.value();
             if ![pg_sys::TEXTOID, pg_sys::VARCHAROID, pg_sys::BPCHAROID, pg_sys::NAMEOID].contains(&ty) {
-                let name = Spi::get_one_with_args::<String>("SELECT format_type($1, NULL)", &[ty.into()]).map_err(spi)?;
+                let name = crate::sql::errors::read_one::<String>("SELECT format_type($1, NULL)", &[ty.into()])?;
                 return Err(RecsysError::new(
                     ErrorKind::DatatypeMismatch,
                     format!("item_text expression of {items} has type {}", name.unwrap_or_default()),
