@@ -19,6 +19,16 @@ B="psql -X -q -At -v ON_ERROR_STOP=1 -U jobs_bob -d $DB"
 $A -c "CREATE TABLE clicks AS SELECT * FROM recsys.synthetic_interactions(3000, 1500, 300000, 8)" -c "CREATE INDEX ON clicks (user_id)"
 sentinel_start $DB
 
+running_pid() {  # running_pid ID: wait (15 s at most) until job ID runs; prints its worker's pid
+  local pid= i
+  for i in $(seq 1 300); do
+    pid=$($Q -c "SELECT pid FROM recsys.jobs WHERE id = $1 AND state = 'running'")
+    [ -n "$pid" ] && break
+    sleep 0.05
+  done
+  echo "$pid"
+}
+
 wait_job() {  # wait_job ID: until it is done, failed or cancelled (60 s at most); prints the state
   local s i
   for i in $(seq 1 600); do
@@ -90,10 +100,7 @@ echo "ok: train_async as a role without LOGIN is 42501 at once"
 $Q -c "ALTER DATABASE $DB SET recsys.max_jobs = 1"
 j1=$($A -c "SELECT recsys.train_async('bg_long', 'clicks', 'als', '{\"iterations\": 200, \"factors\": 256}')")
 j2=$($A -c "SELECT recsys.train_async('bg_next', 'clicks', 'item_knn')")
-for i in $(seq 1 300); do
-  [ "$($A -c "SELECT state FROM recsys.jobs WHERE id = $j1")" = running ] && break
-  sleep 0.05
-done
+running_pid "$j1" >/dev/null
 sleep 1
 [ "$($A -c "SELECT state FROM recsys.jobs WHERE id = $j2")" = queued ] || fail "with max_jobs 1 the second job did not wait"
 [ "$($A -c "SELECT recsys.cancel_job($j2)")" = t ] || fail "cancel_job of a queued job did not say true"
@@ -108,12 +115,7 @@ echo "ok: with recsys.max_jobs = 1 job $j2 waited queued; both cancelled (57014)
 
 # 6. A worker killed without a word shows as failed.
 j=$($A -c "SELECT recsys.train_async('bg_killed', 'clicks', 'als', '{\"iterations\": 200, \"factors\": 256}')")
-pid=
-for i in $(seq 1 300); do
-  pid=$($Q -c "SELECT pid FROM recsys.jobs WHERE id = $j AND state = 'running'")
-  [ -n "$pid" ] && break
-  sleep 0.05
-done
+pid=$(running_pid "$j")
 [ -n "$pid" ] || fail "job $j did not start"
 $Q -c "SELECT pg_terminate_backend($pid)" >/dev/null
 [ "$(wait_job "$j")" = failed ] || fail "a terminated job is not failed"

@@ -155,9 +155,3 @@ pub fn texts(row: &ModelRow, items: &str, read: impl FnOnce() -> SqlResult<Vec<(
     }
     Ok(texts)
 }
-
-/// How many readings this backend keeps (for the tests).
-#[cfg(any(test, feature = "pg_test"))]
-pub fn entries() -> usize {
-    CACHE.with_borrow(|c| c.len())
-}
