@@ -6,7 +6,11 @@
 # and the backend's private memory after them (RssAnon from /proc: shared buffers are not
 # counted, the decoded model is). EASE is measured twice: as served since 0.6.0 (B pruned to
 # `keep` weights per row above 4,096 items) and whole (keep = 1000000), with NDCG@10 of both by
-# recsys.evaluate on the test split. Writes the "backend_memory" section of benches/REPORT.md.
+# recsys.evaluate on the test split. The same trainings give the write phase of every algorithm
+# (recsys.models.metrics: write_seconds, with the neighbour pairs and factor rows it wrote).
+# BIG=1 adds the 20M shape (recsys.synthetic_interactions(138000, 27000, 20000000, 42)) for the
+# algorithms that train there in minutes on 2 cores (~15 min more). Writes the "backend_memory"
+# and "write_phase" sections of benches/REPORT.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -14,9 +18,21 @@ SHARED=${SHARED:-$(pwd)/../shared}
 [ -d "$SHARED/eval/splits" ] || { echo "bench-memory: ../shared/eval not found"; exit 2; }
 OUT=$(pwd)/target/bench-memory && rm -rf "$OUT" && mkdir -p "$OUT" && chmod 777 "$OUT"
 DB=pg_recsys_bench_memory
-echo "split,model,algorithm,items,blob_mb,first_s,second_s,rss_anon_mb,ndcg" >"$OUT/memory.csv"
-for s in ml100k_implicit_all mllatestsmall_implicit_all; do
+echo "split,model,algorithm,items,blob_mb,first_s,second_s,rss_anon_mb,ndcg,fit_s,write_s,neighbor_pairs,factor_rows" >"$OUT/memory.csv"
+splits="ml100k_implicit_all mllatestsmall_implicit_all"
+[ "${BIG:-0}" = 1 ] && splits="$splits 20m_shape"
+for s in $splits; do
   fresh_db $DB
+  if [ $s = 20m_shape ]; then
+    $P -c "CREATE TABLE train AS SELECT user_id, item_id FROM recsys.synthetic_interactions(138000, 27000, 20000000, 42)" \
+       -c "CREATE INDEX ON train (user_id)"
+    models=(
+      "popularity|popularity|{}"
+      "item_knn|item_knn|{}"
+      "user_knn|user_knn|{}"
+      "als|als|{\"iterations\": 5}"
+    )
+  else
   $P -c "CREATE TABLE train (user_id int, item_id int, rating real, ts bigint)" \
      -c "\copy train FROM '$SHARED/eval/splits/${s}_train.csv' WITH (FORMAT csv, HEADER)" \
      -c "CREATE INDEX ON train (user_id)" \
@@ -46,6 +62,7 @@ for s in ml100k_implicit_all mllatestsmall_implicit_all; do
     "two_tower|two_tower|{\"epochs\": 1}"
     "content|content|{}"
   )
+  fi
   for m in "${models[@]}"; do
     IFS='|' read -r name alg params <<<"$m"
     extra=
@@ -65,9 +82,14 @@ for s in ml100k_implicit_all mllatestsmall_implicit_all; do
     wait "$C_PID" 2>/dev/null || true
     info=$($P -At -F, -c "SELECT items, round((SELECT sum(length(data)) FROM recsys.model_blobs b WHERE b.model_id = m.id) / 1048576.0, 1)
                           FROM recsys.models m WHERE name = '$name' AND deployed")
+    written=$($P -At -F, -c "SELECT round((metrics->>'fit_seconds')::numeric, 2), round((metrics->>'write_seconds')::numeric, 2),
+                 (SELECT coalesce(sum(cardinality(neighbor_ids)), 0) FROM recsys.item_neighbor_lists l WHERE l.model_id = m.id)
+                 + (SELECT coalesce(sum(cardinality(neighbor_ids)), 0) FROM recsys.user_neighbor_lists l WHERE l.model_id = m.id),
+                 (SELECT count(*) FROM recsys.item_factors f WHERE f.model_id = m.id) + (SELECT count(*) FROM recsys.user_factors f WHERE f.model_id = m.id)
+               FROM recsys.models m WHERE name = '$name' AND deployed")
     ndcg=
     case $name in ease|ease_whole) ndcg=$($P -At -c "SELECT round(value::numeric, 4) FROM recsys.evaluate('$name', 'test') WHERE metric = 'ndcg@10'") ;; esac
-    echo "$s,$name,$alg,$info,$first,$second,$rss,$ndcg" | tee -a "$OUT/memory.csv" | sed 's/^/bench-memory: /'
+    echo "$s,$name,$alg,$info,$first,$second,$rss,$ndcg,$written" | tee -a "$OUT/memory.csv" | sed 's/^/bench-memory: /'
     $P -c "SELECT recsys.drop_model('$name')" >/dev/null
   done
 done
@@ -87,4 +109,18 @@ again (its second call is as slow as its first, and its RssAnon is what is left 
 |---|---|---:|---:|---:|---:|---:|---:|
 $(tail -n +2 "$OUT/memory.csv" | awk -F, '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $4, $5, $6, $7, $8, $9}')
 EOF
-echo "bench-memory: wrote benches/REPORT.md (section backend_memory) and $OUT/memory.csv"
+python3 benches/section.py write_phase <<EOF
+## Write phase: storing a version
+
+\`make bench-memory\` ($(date -u +%Y-%m-%d), $(nproc) cores), the same trainings as above, from
+\`recsys.models.metrics\`: fit seconds, and write seconds (the catalog rows, the model file's
+parts, the neighbour lists and factor rows). Since 0.7.0 a neighbour table is one row per item
+(or user) with its neighbours as arrays (\`recsys.item_neighbor_lists\`, read through the view
+\`recsys.item_neighbors\`); "neighbour pairs" counts the pairs in them, "factor rows" the rows of
+\`recsys.item_factors\` and \`recsys.user_factors\`.$( [ "${BIG:-0}" = 1 ] || printf '\nThe 20M shape was not run (BIG=1 runs it).')
+
+| split | model | fit s | write s | neighbour pairs | factor rows | model file MB |
+|---|---|---:|---:|---:|---:|---:|
+$(tail -n +2 "$OUT/memory.csv" | awk -F, '{printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $10, $11, $12, $13, $5}')
+EOF
+echo "bench-memory: wrote benches/REPORT.md (sections backend_memory, write_phase) and $OUT/memory.csv"

@@ -82,16 +82,24 @@ COMMENT ON COLUMN recsys.models.interactions IS 'Distinct (user, item) pairs tra
 COMMENT ON COLUMN recsys.models.deployed IS 'Whether this version serves the name (one per name).';
 COMMENT ON COLUMN recsys.models.metrics IS 'read/fit/write seconds, peak memory, and the last evaluate figures.';
 
-COMMENT ON TABLE recsys.item_neighbors IS 'Top-k neighbours per item of item_knn, EASE and content models; join it like an index.';
-COMMENT ON COLUMN recsys.item_neighbors.model_id IS 'The model version (recsys.models.id).';
-COMMENT ON COLUMN recsys.item_neighbors.item_id IS 'The item.';
-COMMENT ON COLUMN recsys.item_neighbors.neighbor_id IS 'One of its most similar items.';
-COMMENT ON COLUMN recsys.item_neighbors.score IS 'Similarity (or EASE weight); larger is closer.';
-COMMENT ON TABLE recsys.user_neighbors IS 'Top-k similar users of every trained user of user_knn models.';
-COMMENT ON COLUMN recsys.user_neighbors.model_id IS 'The model version (recsys.models.id).';
-COMMENT ON COLUMN recsys.user_neighbors.user_id IS 'The user.';
-COMMENT ON COLUMN recsys.user_neighbors.neighbor_id IS 'One of their most similar users.';
-COMMENT ON COLUMN recsys.user_neighbors.score IS 'Similarity; larger is closer.';
+-- The neighbour tables as 0.3.0 had them; a fresh install reaches this file (the last of its
+-- parts) after 0.7.0 made them views over recsys.*_neighbor_lists, commented there.
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = 'recsys.item_neighbors'::pg_catalog.regclass) = 'r' THEN
+        COMMENT ON TABLE recsys.item_neighbors IS 'Top-k neighbours per item of item_knn, EASE and content models; join it like an index.';
+        COMMENT ON COLUMN recsys.item_neighbors.model_id IS 'The model version (recsys.models.id).';
+        COMMENT ON COLUMN recsys.item_neighbors.item_id IS 'The item.';
+        COMMENT ON COLUMN recsys.item_neighbors.neighbor_id IS 'One of its most similar items.';
+        COMMENT ON COLUMN recsys.item_neighbors.score IS 'Similarity (or EASE weight); larger is closer.';
+        COMMENT ON TABLE recsys.user_neighbors IS 'Top-k similar users of every trained user of user_knn models.';
+        COMMENT ON COLUMN recsys.user_neighbors.model_id IS 'The model version (recsys.models.id).';
+        COMMENT ON COLUMN recsys.user_neighbors.user_id IS 'The user.';
+        COMMENT ON COLUMN recsys.user_neighbors.neighbor_id IS 'One of their most similar users.';
+        COMMENT ON COLUMN recsys.user_neighbors.score IS 'Similarity; larger is closer.';
+    END IF;
+END
+$$;
 COMMENT ON TABLE recsys.item_factors IS 'Item factors of factor models, one real[] per item.';
 COMMENT ON COLUMN recsys.item_factors.model_id IS 'The model version (recsys.models.id).';
 COMMENT ON COLUMN recsys.item_factors.item_id IS 'The item.';

@@ -16,7 +16,7 @@ mod sql;
 
 // Each schema upgrade's statements also end a fresh install, so both reach the same catalog
 // (the bootstrap tables exist before any of them; 0.4.0's follows the functions it replaces and
-// comments, as does 0.5.0's; 0.3.0's comes last, after every function).
+// comments, as does 0.5.0's; 0.3.0's comes last, after every function, and so after 0.7.0's views).
 #[cfg(feature = "pg")]
 ::pgrx::extension_sql_file!("../sql/pg_recsys--0.1.0--0.2.0.sql", name = "upgrade_0_2_0");
 #[cfg(feature = "pg")]
@@ -40,6 +40,9 @@ mod sql;
     name = "upgrade_0_6_0",
     requires = [sql::progress::training_progress, sql::jobs::train_async, sql::jobs::cancel_job, "upgrade_0_5_0"]
 );
+
+#[cfg(feature = "pg")]
+::pgrx::extension_sql_file!("../sql/pg_recsys--0.6.0--0.7.0.sql", name = "upgrade_0_7_0", requires = ["upgrade_0_6_0"]);
 
 #[cfg(feature = "pg")]
 #[::pgrx::pg_guard]

@@ -45,7 +45,7 @@ same "no model after the failed train" "$(as - "SELECT count(*) FROM recsys.mode
 
 # Bob sees none of alice's catalog rows, cannot use her model, and cannot take or drop its name.
 same "bob sees alice's models" "$(as sec_bob "SELECT count(*) FROM recsys.models")" 0
-for t in model_blobs item_neighbors user_neighbors item_factors user_factors; do
+for t in model_blobs item_neighbors user_neighbors item_neighbor_lists user_neighbor_lists item_factors user_factors; do
   same "bob sees recsys.$t rows" "$(as sec_bob "SELECT count(*) FROM recsys.$t")" 0
 done
 denied 42704 sec_bob "SELECT * FROM recsys.recommend(1, 5, 'am')"

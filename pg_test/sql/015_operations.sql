@@ -19,6 +19,24 @@ ROLLBACK;
 -- evaluate in a read-only transaction stored nothing
 SELECT metrics ? 'ndcg@10' AS stored FROM recsys.models WHERE name = 'ops_knn';
 
+-- neighbour tables (0.7.0): one row per item (user) with its neighbours best first, read as pairs
+-- through the views; the pairs are what similar_items / similar_users answer, in their order
+SELECT model, version FROM recsys.train('ops_users', 'ops', 'user_knn', '{"k": 4}');
+SELECT (SELECT count(*) FROM recsys.item_neighbor_lists l JOIN recsys.models m ON m.id = l.model_id WHERE m.name = 'ops_knn')
+     = (SELECT count(DISTINCT item_id) FROM ops) AS one_row_per_item,
+       (SELECT bool_and(cardinality(neighbor_ids) = cardinality(scores) AND cardinality(neighbor_ids) BETWEEN 1 AND 5)
+          FROM recsys.item_neighbor_lists) AS arrays_match;
+SELECT count(*) AS items_differing FROM (SELECT DISTINCT item_id FROM ops) i
+ WHERE (SELECT array_agg(s.item_id ORDER BY s.o) FROM recsys.similar_items(i.item_id, 5, 'ops_knn') WITH ORDINALITY s(item_id, score, o))
+       IS DISTINCT FROM (SELECT array_agg(n.neighbor_id) FROM recsys.item_neighbors n
+                           JOIN recsys.models m ON m.id = n.model_id AND m.name = 'ops_knn' WHERE n.item_id = i.item_id);
+SELECT count(*) AS users_differing FROM (SELECT DISTINCT user_id FROM ops) u
+ WHERE (SELECT array_agg(s.user_id ORDER BY s.o) FROM recsys.similar_users(u.user_id, 4, 'ops_users') WITH ORDINALITY s(user_id, score, o))
+       IS DISTINCT FROM (SELECT array_agg(n.neighbor_id) FROM recsys.user_neighbors n
+                           JOIN recsys.models m ON m.id = n.model_id AND m.name = 'ops_users' WHERE n.user_id = u.user_id);
+SELECT recsys.drop_model('ops_users');
+SELECT count(*) AS orphan_user_lists FROM recsys.user_neighbor_lists l WHERE NOT EXISTS (SELECT FROM recsys.models m WHERE m.id = l.model_id);
+
 -- dropping versions removes their rows
 SELECT (SELECT count(*) > 0 FROM recsys.item_neighbors) AS neighbours, (SELECT count(*) > 0 FROM recsys.item_factors) AS factors;
 SELECT recsys.drop_model('ops_knn');

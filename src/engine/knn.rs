@@ -75,7 +75,34 @@ pub struct Neighbors {
     pub scores: Vec<f32>,
 }
 
+/// A neighbour table in external ids, as `recsys.item_neighbor_lists` / `user_neighbor_lists`
+/// store it: row r is `ids[r]`'s neighbours `neighbors[indptr[r]..indptr[r + 1]]`, best first.
+/// Rows without neighbours are left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NeighborLists {
+    pub ids: Vec<i64>,
+    pub indptr: Vec<usize>,
+    pub neighbors: Vec<i64>,
+    pub scores: Vec<f32>,
+}
+
 impl Neighbors {
+    /// The table with row r and index j named `ids[r]` and `ids[j]`.
+    pub fn with_ids(&self, ids: &[i64]) -> NeighborLists {
+        let mut out = NeighborLists { indptr: vec![0], ..Default::default() };
+        for r in 0..self.indptr.len() - 1 {
+            let (idx, s) = self.row(r);
+            if idx.is_empty() {
+                continue;
+            }
+            out.ids.push(ids[r]);
+            out.neighbors.extend(idx.iter().map(|&j| ids[j as usize]));
+            out.scores.extend_from_slice(s);
+            out.indptr.push(out.neighbors.len());
+        }
+        out
+    }
+
     pub fn row(&self, item: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.indptr[item], self.indptr[item + 1]);
         (&self.indices[a..b], &self.scores[a..b])

@@ -18,7 +18,7 @@ use crate::engine::format::{self, corrupt, Header, In, Out, Tensors};
 use crate::engine::graph::{ItemGraph, Rp3Params, SlimParams};
 use crate::engine::hybrid::{Hybrid, HybridSpec};
 use crate::engine::interactions::{index_of, Interactions};
-use crate::engine::knn::{ItemKnnParams, Neighbors, RatingKnn};
+use crate::engine::knn::{ItemKnnParams, NeighborLists, Neighbors, RatingKnn};
 use crate::engine::legacy;
 use crate::engine::mf::MfParams;
 use crate::engine::ncf::{Ncf, NcfParams};
@@ -400,8 +400,8 @@ impl Model {
         self.algorithm.name()
     }
 
-    /// (user, neighbour, score) rows for `recsys.user_neighbors`, when the model has them.
-    pub fn user_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
+    /// The top similar users per user for `recsys.user_neighbors`, when the model has them.
+    pub fn user_neighbors(&self) -> Option<NeighborLists> {
         self.algorithm.user_neighbors()
     }
 
@@ -668,15 +668,9 @@ impl Model {
             .collect())
     }
 
-    /// (item, neighbour, score) rows for `recsys.item_neighbors`, when the model has them.
-    pub fn item_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
-        let nb = self.algorithm.item_neighbors()?;
-        let mut items = Vec::with_capacity(nb.indices.len());
-        for i in 0..self.n_items() {
-            items.extend(std::iter::repeat_n(self.item_ids[i], nb.indptr[i + 1] - nb.indptr[i]));
-        }
-        let neighbors = nb.indices.iter().map(|&j| self.item_ids[j as usize]).collect();
-        Some((items, neighbors, nb.scores.clone()))
+    /// The top neighbours per item for `recsys.item_neighbors`, when the model has them.
+    pub fn item_neighbors(&self) -> Option<NeighborLists> {
+        Some(self.algorithm.item_neighbors()?.with_ids(&self.item_ids))
     }
 
     /// The stored form, a safetensors file (see `format`); an error (never an empty or partial
@@ -968,9 +962,9 @@ mod tests {
         let m = fit("item_knn", json!({"k": 1}));
         assert_eq!(m.similar_items(10, 5, None).unwrap(), vec![(20, 1.0)]);
         assert!(m.similar_items(999, 5, None).unwrap().is_empty());
-        let (items, nbrs, scores) = m.item_neighbors().unwrap();
-        assert_eq!(items.len(), 5);
-        assert_eq!((items[0], nbrs[0], scores[0]), (10, 20, 1.0));
+        let lists = m.item_neighbors().unwrap();
+        assert_eq!((lists.ids.len(), lists.indptr.len(), lists.neighbors.len()), (5, 6, 5));
+        assert_eq!((lists.ids[0], lists.neighbors[0], lists.scores[0]), (10, 20, 1.0));
         let p = fit("popularity", json!({}));
         assert_eq!(p.similar_items(10, 5, None).unwrap_err().kind, ErrorKind::Unsupported);
         assert!(p.item_neighbors().is_none());

@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use crate::engine::factors::Factors;
 use crate::engine::format::Out;
 use crate::engine::interactions::Interactions;
-use crate::engine::knn::Neighbors;
+use crate::engine::knn::{NeighborLists, Neighbors};
 use crate::engine::model::{Model, Request, Scored};
 use crate::engine::neural::DeviceChoice;
 use crate::engine::{ErrorKind, Progress, RecsysError, Result};
@@ -134,8 +134,8 @@ pub trait Recommender: DynEq + Debug + Send + Sync {
         self.item_neighbors().map(|nb| nb.pair_similarities(items))
     }
 
-    /// (user, neighbour, score) rows for `recsys.user_neighbors`.
-    fn user_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
+    /// The stored top similar users per user, for `recsys.user_neighbors`.
+    fn user_neighbors(&self) -> Option<NeighborLists> {
         None
     }
 

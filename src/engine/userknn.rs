@@ -6,7 +6,7 @@
 
 use crate::engine::format::{check_ids, corrupt, In, Out};
 use crate::engine::interactions::{index_of, Csr, Interactions};
-use crate::engine::knn::{item_rows, Neighbors};
+use crate::engine::knn::{item_rows, NeighborLists, Neighbors};
 use crate::engine::model::{Model, Request, Scored};
 use crate::engine::neural::DeviceChoice;
 use crate::engine::params::Params;
@@ -291,14 +291,8 @@ impl Recommender for UserKnn {
         })
     }
 
-    fn user_neighbors(&self) -> Option<(Vec<i64>, Vec<i64>, Vec<f32>)> {
-        let nb = &self.neighbors;
-        let mut users = Vec::with_capacity(nb.indices.len());
-        for u in 0..self.user_ids.len() {
-            users.extend(std::iter::repeat_n(self.user_ids[u], nb.indptr[u + 1] - nb.indptr[u]));
-        }
-        let neighbors = nb.indices.iter().map(|&v| self.user_ids[v as usize]).collect();
-        Some((users, neighbors, nb.scores.clone()))
+    fn user_neighbors(&self) -> Option<NeighborLists> {
+        Some(self.neighbors.with_ids(&self.user_ids))
     }
 
     /// Its part of the model file: `user_ids`, the training histories `history.*` (CSR, users ×

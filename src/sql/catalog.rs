@@ -7,6 +7,7 @@ use pgrx::pg_sys::panic::ErrorReportable;
 use pgrx::JsonB;
 use serde_json::Value;
 
+use crate::engine::knn::NeighborLists;
 use crate::engine::model::Model;
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::access;
@@ -15,7 +16,8 @@ use crate::sql::gucs;
 use crate::sql::source::Source;
 
 const BLOB_PART_BYTES: usize = 4 << 20;
-const NEIGHBOR_BATCH: usize = 100_000;
+/// Neighbours per INSERT when writing neighbour lists.
+const NEIGHBOR_BATCH: usize = 1 << 20;
 /// Floats per INSERT when writing factor tables.
 const FACTOR_BATCH_FLOATS: usize = 1 << 20;
 
@@ -112,10 +114,10 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
                 .map_err(spi)?;
         }
         if let Some(rows) = v.model.item_neighbors() {
-            write_neighbors(client, id, "item_neighbors", "item_id", &rows)?;
+            write_neighbors(client, id, "item", &rows)?;
         }
         if let Some(rows) = v.model.user_neighbors() {
-            write_neighbors(client, id, "user_neighbors", "user_id", &rows)?;
+            write_neighbors(client, id, "user", &rows)?;
         }
         if let Some(f) = v.model.factors() {
             write_factors(client, id, "item_factors", "item_id", &v.model.item_ids, &f.items, f.k)?;
@@ -125,33 +127,55 @@ pub fn save(v: &NewVersion) -> SqlResult<i32> {
     }))
 }
 
-/// (id, neighbour, score) rows into recsys.item_neighbors or recsys.user_neighbors, in batches.
-fn write_neighbors(
-    client: &mut pgrx::spi::SpiClient<'_>,
-    model_id: i64,
-    table: &str,
-    id_column: &str,
-    (ids, neighbors, scores): &(Vec<i64>, Vec<i64>, Vec<f32>),
-) -> SqlResult<()> {
-    let sql = format!(
-        "INSERT INTO recsys.{table} (model_id, {id_column}, neighbor_id, score) \
-         SELECT $1, unnest($2::int8[]), unnest($3::int8[]), unnest($4::real[])"
-    );
-    for start in (0..ids.len()).step_by(NEIGHBOR_BATCH) {
-        let end = (start + NEIGHBOR_BATCH).min(ids.len());
+/// One row per id with its neighbours as arrays into recsys.item_neighbor_lists or
+/// user_neighbor_lists (`kind` "item" or "user"), in batches of about NEIGHBOR_BATCH neighbours.
+/// A catalog not yet updated to 0.7.0 (the library is replaced before ALTER EXTENSION UPDATE)
+/// still has the row-per-pair tables: then it gets those rows.
+fn write_neighbors(client: &mut pgrx::spi::SpiClient<'_>, model_id: i64, kind: &str, lists: &NeighborLists) -> SqlResult<()> {
+    let arrays = client
+        .select(&format!("SELECT pg_catalog.to_regclass('recsys.{kind}_neighbor_lists') IS NOT NULL"), None, &[])
+        .map_err(spi)?
+        .first()
+        .get_one::<bool>()
+        .map_err(spi)?
+        .unwrap_or(false);
+    let sql = if arrays {
+        format!(
+            "INSERT INTO recsys.{kind}_neighbor_lists (model_id, {kind}_id, neighbor_ids, scores) \
+             SELECT $1, ($2::int8[])[r], ($3::int8[])[o[r] + 1 : o[r + 1]], ($4::real[])[o[r] + 1 : o[r + 1]] \
+             FROM (SELECT $5::int8[] AS o) b, generate_series(1, pg_catalog.array_length($2, 1)) r"
+        )
+    } else {
+        format!(
+            "INSERT INTO recsys.{kind}_neighbors (model_id, {kind}_id, neighbor_id, score) \
+             SELECT $1, ($2::int8[])[r], unnest(($3::int8[])[o[r] + 1 : o[r + 1]]), unnest(($4::real[])[o[r] + 1 : o[r + 1]]) \
+             FROM (SELECT $5::int8[] AS o) b, generate_series(1, pg_catalog.array_length($2, 1)) r"
+        )
+    };
+    let rows = lists.ids.len();
+    let mut start = 0;
+    while start < rows {
+        let mut end = start + 1;
+        while end < rows && lists.indptr[end + 1] - lists.indptr[start] <= NEIGHBOR_BATCH {
+            end += 1;
+        }
+        let (a, b) = (lists.indptr[start], lists.indptr[end]);
+        let offsets: Vec<i64> = lists.indptr[start..=end].iter().map(|&o| (o - a) as i64).collect();
         client
             .update(
                 sql.as_str(),
                 None,
                 &[
                     model_id.into(),
-                    ids[start..end].to_vec().into(),
-                    neighbors[start..end].to_vec().into(),
-                    scores[start..end].to_vec().into(),
+                    lists.ids[start..end].to_vec().into(),
+                    lists.neighbors[a..b].to_vec().into(),
+                    lists.scores[a..b].to_vec().into(),
+                    offsets.into(),
                 ],
             )
             .map_err(spi)?;
         pgrx::check_for_interrupts!();
+        start = end;
     }
     Ok(())
 }
