@@ -14,7 +14,7 @@ PSQL := psql -X -v ON_ERROR_STOP=1 -q
 PG_REGRESS = $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 DATA ?=
 
-.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel bench-dense bench-frontier bench-memory clean-scratch
+.PHONY: demo test setup install cluster stop psql unit pgtest regress client stress bench bench-latency bench-scale bench-cancel bench-dense bench-frontier bench-memory bench-neural check-cuda clean-scratch
 
 setup:
 	@.ci/setup
@@ -90,9 +90,19 @@ bench-frontier: cluster
 bench-memory: cluster
 	@benches/backend_memory.sh
 
+# Epoch time of ncf, sequential and two_tower against the same architectures in PyTorch (CPU).
+bench-neural: setup
+	@benches/neural.sh
+
+# Builds the extension and the neural example with --features cuda, no GPU needed: fetches the
+# CUDA 13.0 toolkit wheels from PyPI into target/cuda-13.0 (README: CUDA). Not part of `make test`.
+check-cuda: setup
+	@.ci/check-cuda
+
 bench: cluster
 	@benches/report.sh
 	@benches/dense.sh
 	@benches/frontier.sh
 	@benches/backend_memory.sh
+	@benches/neural.sh
 	cargo bench --no-default-features --bench engine

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--ours", required=True); ap.add_argument("--peers", required=True); ap.add_argument("--out", required=True)
-ap.add_argument("--ours-rating"); ap.add_argument("--ours-scale"); ap.add_argument("--ours-temporal"); ap.add_argument("--ours-cold"); ap.add_argument("--torch")
+ap.add_argument("--ours-rating"); ap.add_argument("--ours-scale"); ap.add_argument("--ours-temporal"); ap.add_argument("--ours-cold")
 a = ap.parse_args()
 
 ours = defaultdict(dict)  # (split, alg) -> metrics
@@ -116,19 +116,6 @@ if a.ours_cold and os.path.exists(a.ours_cold):
                   "| model | hit-rate@10 | users |", "|---|---:|---:|"]
         for r in cold:
             lines.append(f"| {r['model']} | {float(r['hitrate'] or 0):.4f} | {r['users']} |")
-if a.torch:
-    t = json.load(open(a.torch))
-    rows = [("ncf (NeuMF)", ours.get(("ml100k_implicit_all", "ncf"), {}), t["ncf_epoch_s"], "ml100k_implicit_all train"),
-            ("sequential (SASRec)", temporal.get("sequential", {}), t["sequential_epoch_s"], "ML-100K temporal train")]
-    lines += ["", f"## Neural epoch time — Candle in the backend vs PyTorch {t['torch']} (CPU, {t['threads']} threads)", "",
-              "`benches/torch_epoch.py` rebuilds each architecture in PyTorch with the same sizes, sampling, loss, "
-              "optimizer and batch size, and times one epoch (after a warm-up epoch) on the same data; pg_recsys's "
-              "epoch is its engine fit time divided by its epochs (sampling and batching included in both).", "",
-              "| model | data | pg_recsys s/epoch | PyTorch s/epoch | ratio (ours / PyTorch) |", "|---|---|---:|---:|---:|"]
-    for label, o, theirs, data in rows:
-        if o.get("epochs"):
-            mine = o["engine_fit_s"] / o["epochs"]
-            lines.append(f"| {label} | {data} | {mine:.2f} | {theirs:.2f} | {mine / theirs:.2f} |")
 lines += ["",
           "![quality vs fit time](quality_vs_fit.png)", "", "![NDCG@10 per algorithm](ndcg_bars.png)", ""]
 # The serving-latency and training-at-scale sections come from their own benches; keep them.

@@ -181,16 +181,7 @@ psql -X -q -d postgres -c "DROP DATABASE pg_recsys_bench"
 echo "bench: running peers (implicit, numpy EASE, Surprise)"
 OPENBLAS_NUM_THREADS=1 $VENV/bin/python benches/peers.py --shared "$SHARED" --splits $SPLITS --scale $OUT/syn.csv --out $OUT/peers.json
 rm -f $OUT/syn.csv
-# The same neural architectures in PyTorch on the CPU (installed into the bench venv if pip can;
-# skipped otherwise): epoch time on the same data, threads = recsys.max_threads default here.
-TORCH=()
-if $VENV/bin/python -c "import torch" 2>/dev/null || $VENV/bin/pip install -q torch 2>/dev/null; then
-  if $VENV/bin/python benches/torch_epoch.py --ncf-train "$SHARED/eval/splits/ml100k_implicit_all_train.csv" \
-       --seq-train $OUT/temporal_train.csv --threads "$(nproc)" > $OUT/torch.json; then
-    TORCH=(--torch $OUT/torch.json)
-  fi
-fi
-[ ${#TORCH[@]} -gt 0 ] || echo "bench: PyTorch not available, epoch-time comparison skipped"
+# The PyTorch epoch-time comparison is benches/neural.sh (make bench-neural, run by make bench).
 $VENV/bin/python benches/report.py --ours $OUT/ours.csv --ours-rating $OUT/ours_rating.csv --ours-scale $OUT/ours_scale.csv \
-  --ours-temporal $OUT/ours_temporal.csv --ours-cold $OUT/ours_cold.csv "${TORCH[@]}" --peers $OUT/peers.json --out benches
+  --ours-temporal $OUT/ours_temporal.csv --ours-cold $OUT/ours_cold.csv --peers $OUT/peers.json --out benches
 echo "bench: wrote benches/REPORT.md and benches/*.png"

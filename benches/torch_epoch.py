@@ -3,9 +3,12 @@
 machine, for `make bench`: NeuMF as `ncf` trains it (GMF + 3-layer MLP, 4 uniform unseen negatives
 per positive, BCE, AdamW, batch 1024) and SASRec as `sequential` trains it (2 blocks, 1 head,
 max_len 50, windows over long histories, full-softmax cross-entropy, dropout 0.2, AdamW, batch
-128). Each epoch includes its sampling/batching, as ours does. Prints JSON; exits 3 when torch is
-missing so the caller can skip."""
-import argparse, csv, json, math, random, sys, time
+128) and the two towers as `two_tower` trains them (hashed TF-IDF bags of each item's text summed
+through a bucket embedding with an id embedding dropped for half the items each batch, two-layer
+MLP towers, the user as the mean of their other items, full-softmax cross-entropy over the
+catalogue, AdamW, batch 1024). Each epoch includes its sampling/batching, as ours does. Prints
+JSON; exits 3 when torch is missing so the caller can skip."""
+import argparse, csv, json, math, random, re, sys, time
 from collections import defaultdict
 
 try:
@@ -17,6 +20,7 @@ except ImportError:
 ap = argparse.ArgumentParser()
 ap.add_argument("--ncf-train", required=True, help="CSV with user,item columns")
 ap.add_argument("--seq-train", required=True, help="CSV user,item,time (no header)")
+ap.add_argument("--items", help="CSV item,text (no header) for two_tower; skipped when absent")
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up epoch)")
 a = ap.parse_args()
@@ -154,6 +158,85 @@ def seq_epoch_seconds():
     return timed(epoch)
 
 
+class Towers(nn.Module):
+    def __init__(self, items, buckets=16384, d=64):
+        super().__init__()
+        self.token = nn.EmbeddingBag(buckets, d, mode="sum")
+        self.id = nn.Embedding(items, d)
+        nn.init.normal_(self.token.weight, std=0.1)
+        nn.init.normal_(self.id.weight, std=0.1)
+        self.item = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
+        self.user = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
+
+    def items(self, bag_ids, bag_offsets, bag_weights, keep):
+        x = self.token(bag_ids, bag_offsets, per_sample_weights=bag_weights) + self.id.weight * keep
+        return self.item(x)
+
+
+def fnv1a(word, buckets):
+    h = 0xcbf29ce484222325
+    for b in word.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h % buckets
+
+
+def two_tower_epoch_seconds():
+    texts = {}
+    with open(a.items, newline="", encoding="utf-8") as fh:
+        for r in csv.reader(fh):
+            texts[int(r[0])] = r[1]
+    with open(a.ncf_train, newline="") as fh:
+        pairs = [(int(r["user"]), int(r["item"])) for r in csv.DictReader(fh)]
+    items = {i: k for k, i in enumerate(sorted({i for _, i in pairs}))}
+    users = {u: k for k, u in enumerate(sorted({u for u, _ in pairs}))}
+    buckets, n_items = 16384, len(items)
+    words = lambda t: [w.lower() for w in re.split(r"[^\w]|_", t) if w]
+    docs = [words(texts.get(i, "")) for i in sorted(items)]
+    df = defaultdict(int)
+    for d in docs:
+        for b in {fnv1a(w, buckets) for w in d}:
+            df[b] += 1
+    ids, offsets, weights = [], [], []
+    for d in docs:
+        counts = defaultdict(float)
+        for w in d:
+            counts[fnv1a(w, buckets)] += 1.0
+        v = {b: c * (math.log((1 + n_items) / (1 + df[b])) + 1) for b, c in counts.items()}
+        norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
+        offsets.append(len(ids))
+        for b in sorted(v):
+            ids.append(b)
+            weights.append(v[b] / norm)
+    bag_ids, bag_offsets, bag_weights = torch.tensor(ids), torch.tensor(offsets), torch.tensor(weights)
+    rows = defaultdict(list)
+    for u, i in pairs:
+        rows[users[u]].append(items[i])
+    inter = [(u, i) for u, its in rows.items() for i in its]
+    model = Towers(n_items)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.005, weight_decay=0.0)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def epoch():
+        random.shuffle(inter)
+        for b in range(0, len(inter), 1024):
+            chunk = inter[b:b + 1024]
+            averaging = torch.zeros(len(chunk), n_items)
+            for r, (u, target) in enumerate(chunk):
+                others = [j for j in rows[u] if j != target]
+                if others:
+                    averaging[r, others] = 1.0 / len(others)
+            labels = torch.tensor([t for _, t in chunk])
+            keep = (torch.rand(n_items, 1) >= 0.5).float()
+            item_vecs = model.items(bag_ids, bag_offsets, bag_weights, keep)
+            user_vecs = model.user(averaging @ item_vecs)
+            loss = loss_fn(user_vecs @ item_vecs.t(), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return timed(epoch)
+
+
 def timed(epoch):
     epoch()  # warm-up
     t = time.perf_counter()
@@ -162,5 +245,8 @@ def timed(epoch):
     return (time.perf_counter() - t) / a.epochs
 
 
-print(json.dumps({"torch": torch.__version__, "threads": a.threads,
-                  "ncf_epoch_s": ncf_epoch_seconds(), "sequential_epoch_s": seq_epoch_seconds()}))
+out = {"torch": torch.__version__, "threads": a.threads,
+       "ncf_epoch_s": ncf_epoch_seconds(), "sequential_epoch_s": seq_epoch_seconds()}
+if a.items:
+    out["two_tower_epoch_s"] = two_tower_epoch_seconds()
+print(json.dumps(out))

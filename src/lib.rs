@@ -47,6 +47,8 @@ mod sql;
 #[cfg(feature = "pg")]
 #[::pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // Environment only, no threads: Candle's CPU threads stay inside recsys.max_threads.
+    engine::neural::settle_candle_threads();
     sql::gucs::init();
     sql::progress::init();
 }

@@ -47,6 +47,9 @@ pub trait Progress {
     fn epoch(&mut self, _algorithm: &str, done: usize, total: usize, _metric: &str, _value: f64) -> Result<()> {
         self.step(done, total)
     }
+
+    /// A line for the user about the fit (the glue sends it as a NOTICE), e.g. the device it runs on.
+    fn note(&mut self, _text: &str) {}
 }
 
 /// A no-op progress sink for tests and benches.

@@ -7,14 +7,15 @@
 //! seeded order, so a seed gives the same model. Persisted as safetensors.
 
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
 
 use crate::engine::factors::Factors;
 use crate::engine::format::{check_ids, In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::interactions::index_of;
 use crate::engine::model::{Model, Request, Scored};
-use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, SparseTable, Weights};
+use crate::engine::neural::{self, DeviceChoice, Schedule, SparseTable, Weights};
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
@@ -46,18 +47,23 @@ pub fn memory_estimate(n_users: usize, n_items: usize, nnz: usize, p: &NcfParams
     (n_users + n_items) * (p.factors + p.hidden / 2) * 4 * 3 + nnz * 12
 }
 
-/// The weights by name (safetensors keys), on the CPU.
-#[derive(Clone, Debug, PartialEq)]
+/// The trained network and its weights by name (safetensors keys), on the CPU.
+#[derive(Clone, Debug)]
 pub struct Ncf {
     pub user_ids: Vec<i64>,
     pub weights: Weights,
+    net: NeuMf,
+    /// user_gmf, item_gmf, user_mlp, item_mlp.
+    tables: [Tensor; 4],
+}
+
+impl PartialEq for Ncf {
+    fn eq(&self, other: &Ncf) -> bool {
+        self.user_ids == other.user_ids && self.weights == other.weights
+    }
 }
 
 const LAYERS: usize = 3;
-
-fn layer_names(l: usize) -> (String, String) {
-    (format!("mlp{l}.weight"), format!("mlp{l}.bias"))
-}
 
 const EMBEDDINGS: [&str; 4] = ["user_gmf", "item_gmf", "user_mlp", "item_mlp"];
 
@@ -67,71 +73,74 @@ fn widths(p: &NcfParams) -> [usize; 4] {
     [p.factors, p.factors, half, half]
 }
 
-/// Shapes of the dense layers, uniform ±1/√fan_in as they start.
-fn layer_shapes(p: &NcfParams) -> Vec<(String, Vec<usize>, Init)> {
-    let mut v = Vec::new();
-    let mut width = 2 * widths(p)[2];
-    for l in 0..LAYERS {
-        let out = (p.hidden >> l).max(1);
-        let (w, b) = layer_names(l);
-        v.push((w, vec![out, width], Init::FanIn));
-        v.push((b, vec![out], Init::FanIn));
-        width = out;
+/// NeuMF's dense part: the MLP (`mlp0`..`mlp2`, ReLU) over the concatenated MLP embeddings, and
+/// the output layer (`out`) over [GMF product, MLP output]. The embeddings come in as rows (a
+/// batch's gathered rows while training, the stored tables' rows when serving).
+#[derive(Clone, Debug)]
+struct NeuMf {
+    mlp: Vec<Linear>,
+    out: Linear,
+}
+
+impl NeuMf {
+    /// `gmf` and `mlp_emb`: the GMF and MLP embedding widths; `hidden` the first layer's.
+    fn new(gmf: usize, mlp_emb: usize, hidden: usize, vb: VarBuilder) -> candle_core::Result<NeuMf> {
+        let mut width = 2 * mlp_emb;
+        let mut mlp = Vec::with_capacity(LAYERS);
+        for l in 0..LAYERS {
+            let out = (hidden >> l).max(1);
+            // The bias's bound is 1/√outputs, as this model has always started.
+            mlp.push(neural::linear(width, out, neural::fan_in(out), vb.pp(format!("mlp{l}")))?);
+            width = out;
+        }
+        let out = neural::linear(gmf + width, 1, neural::fan_in(1), vb.pp("out"))?;
+        Ok(NeuMf { mlp, out })
     }
-    v.push(("out.weight".to_string(), vec![1, p.factors + width], Init::FanIn));
-    v.push(("out.bias".to_string(), vec![1], Init::FanIn));
-    v
+
+    /// Logits, one per row of the four embedding row sets (user_gmf, item_gmf, user_mlp, item_mlp).
+    fn forward(&self, rows: [&Tensor; 4]) -> candle_core::Result<Tensor> {
+        let gmf = rows[0].mul(rows[1])?;
+        let mut h = Tensor::cat(&[rows[2], rows[3]], 1)?;
+        for layer in &self.mlp {
+            h = layer.forward(&h)?.relu()?;
+        }
+        self.out.forward(&Tensor::cat(&[gmf, h], 1)?)?.squeeze(1)
+    }
 }
 
 impl Ncf {
     /// Logits for parallel user and item index vectors.
     pub fn forward(&self, users: &Tensor, items: &Tensor) -> Result<Tensor> {
-        forward(&|n| self.weights.get(n).cloned(), users, items)
+        let [ug, ig, um, im] = &self.tables;
+        let rows = [ug.index_select(users, 0)?, ig.index_select(items, 0)?, um.index_select(users, 0)?, im.index_select(items, 0)?];
+        Ok(self.net.forward([&rows[0], &rows[1], &rows[2], &rows[3]])?)
     }
 
     /// The logit of every item for one known user (index into `user_ids`).
     pub fn score_all(&self, user: u32, n_items: usize) -> Result<Vec<f32>> {
-        let users = Tensor::full(user, n_items, &Device::Cpu).map_err(candle)?;
-        let items = Tensor::arange(0u32, n_items as u32, &Device::Cpu).map_err(candle)?;
-        self.forward(&users, &items)?.to_vec1::<f32>().map_err(candle)
+        let users = Tensor::full(user, n_items, &Device::Cpu)?;
+        let items = Tensor::arange(0u32, n_items as u32, &Device::Cpu)?;
+        Ok(self.forward(&users, &items)?.to_vec1::<f32>()?)
     }
 
     /// Each item's GMF and MLP embeddings side by side (n_items × width), and the width.
     pub fn item_vectors(&self) -> Result<(Vec<f32>, usize)> {
-        let t = Tensor::cat(&[self.weights.get("item_gmf")?, self.weights.get("item_mlp")?], 1).map_err(candle)?;
+        let t = Tensor::cat(&[&self.tables[1], &self.tables[3]], 1)?;
         let k = t.dims()[1];
-        Ok((t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle)?, k))
+        Ok((t.flatten_all()?.to_vec1::<f32>()?, k))
     }
 
+    /// The model of stored weights, checked against the catalogue.
     pub fn checked(user_ids: Vec<i64>, n_items: usize, weights: Weights) -> Result<Ncf> {
-        let m = Ncf { user_ids, weights };
-        let (u, i) = (m.weights.dims("user_gmf", 2)?, m.weights.dims("item_gmf", 2)?);
-        if u[0] != m.user_ids.len() || i[0] != n_items {
+        let (ug, ig, um, im) = (weights.dims("user_gmf", 2)?, weights.dims("item_gmf", 2)?, weights.dims("user_mlp", 2)?, weights.dims("item_mlp", 2)?);
+        if ug[0] != user_ids.len() || ig[0] != n_items || um[0] != user_ids.len() || im[0] != n_items || ug[1] != ig[1] || um[1] != im[1] {
             return Err(RecsysError::new(ErrorKind::Corrupt, "NCF embeddings do not match the catalogue"));
         }
-        Ok(m)
+        let hidden = weights.dims("mlp0.weight", 2)?[0];
+        let net = NeuMf::new(ug[1], um[1], hidden, weights.vb()).map_err(neural::corrupt)?;
+        let tables = EMBEDDINGS.map(|n| weights.0[n].clone());
+        Ok(Ncf { user_ids, weights, net, tables })
     }
-}
-
-fn forward(get: &dyn Fn(&str) -> Result<Tensor>, users: &Tensor, items: &Tensor) -> Result<Tensor> {
-    let c = candle;
-    let gmf = get("user_gmf")?.index_select(users, 0).map_err(c)?.mul(&get("item_gmf")?.index_select(items, 0).map_err(c)?).map_err(c)?;
-    let mut h = Tensor::cat(
-        &[get("user_mlp")?.index_select(users, 0).map_err(c)?, get("item_mlp")?.index_select(items, 0).map_err(c)?],
-        1,
-    )
-    .map_err(c)?;
-    for l in 0..LAYERS {
-        let (w, b) = layer_names(l);
-        h = h.matmul(&get(&w)?.t().map_err(c)?).map_err(c)?.broadcast_add(&get(&b)?).map_err(c)?.relu().map_err(c)?;
-    }
-    let joined = Tensor::cat(&[gmf, h], 1).map_err(c)?;
-    let out = joined
-        .matmul(&get("out.weight")?.t().map_err(c)?)
-        .map_err(c)?
-        .broadcast_add(&get("out.bias")?)
-        .map_err(c)?;
-    out.squeeze(1).map_err(c)
 }
 
 /// Mean binary cross-entropy of logits x against 0/1 targets t, computed stably:
@@ -152,15 +161,15 @@ pub fn fit(
     if n_items < 2 {
         return Err(RecsysError::invalid("ncf needs at least two items to sample negatives"));
     }
-    let dev = device.device()?;
+    let dev = device.open("ncf", progress)?;
     let m = &data.matrix;
     let mut rng = Rng::new(p.train.seed);
     // N(0, 0.01) embeddings, as the paper.
     let rows = [n_users, n_items, n_users, n_items];
     let mut tables: Vec<SparseTable> =
         widths(p).iter().zip(rows).map(|(&w, r)| SparseTable::new(r, w, 0.01, &mut rng)).collect();
-    let vars = neural::init_vars(&layer_shapes(p), &mut rng, &dev)?;
-    let named = Named::new(&vars);
+    let w = widths(p);
+    let (net, vars) = neural::build(&mut rng, &dev, |vb| NeuMf::new(w[0], w[2], p.hidden, vb))?;
     let mut opt = neural::adamw(&vars, &p.train)?;
     // The user of every stored interaction, and the order the positives are visited in.
     let owner = m.owners();
@@ -197,14 +206,11 @@ pub fn fit(
             let gathered = tables.iter().zip(picked).map(|(tb, r)| tb.gather(r, &dev)).collect::<Result<Vec<_>>>()?;
             let done = epoch * nnz * per + (b * positives + chunk.len()) * per;
             let (loss, grads) = neural::step_with(pool, &mut opt, progress, done, total, || {
-                let get = |name: &str| match EMBEDDINGS.iter().position(|e| *e == name) {
-                    Some(k) => Ok(gathered[k].as_tensor().clone()),
-                    None => named.get(name),
-                };
-                let users = Tensor::from_vec(us, n, &dev).map_err(candle)?;
-                let items = Tensor::from_vec(is, n, &dev).map_err(candle)?;
-                let target = Tensor::from_vec(ts, n, &dev).map_err(candle)?;
-                let loss = bce_with_logits(&forward(&get, &users, &items)?, &target).map_err(candle)?;
+                let users = Tensor::from_vec(us, n, &dev)?;
+                let items = Tensor::from_vec(is, n, &dev)?;
+                let target = Tensor::from_vec(ts, n, &dev)?;
+                let g: Vec<Tensor> = gathered.iter().zip([&users, &items, &users, &items]).map(|(v, ix)| v.as_tensor().index_select(ix, 0)).collect::<candle_core::Result<_>>()?;
+                let loss = bce_with_logits(&net.forward([&g[0], &g[1], &g[2], &g[3]])?, &target)?;
                 Ok((loss, gathered.clone()))
             })?;
             t += 1;
@@ -220,7 +226,7 @@ pub fn fit(
     for (name, tb) in EMBEDDINGS.iter().zip(tables) {
         weights.0.insert(name.to_string(), tb.into_tensor()?);
     }
-    Ok(Ncf { user_ids: data.user_ids.clone(), weights })
+    Ncf::checked(data.user_ids.clone(), n_items, weights)
 }
 
 impl Ncf {

@@ -8,14 +8,15 @@
 //! & Vasilev 2023 show this beats SASRec's original one-negative BCE), AdamW, seeded dropout.
 //! Long histories are cut into windows of max_len + 1 items so every transition is trained on.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Module, Tensor};
+use candle_nn::{Init, Linear, VarBuilder};
 
 use crate::engine::factors::Factors;
 use crate::engine::format::{In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::interactions::index_of;
 use crate::engine::model::{Model, Request, Scored};
-use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
+use crate::engine::neural::{self, DeviceChoice, Norm, Schedule, Weights};
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
@@ -48,75 +49,121 @@ pub fn memory_estimate(n_items: usize, p: &SeqParams) -> usize {
     weights + rows * (n_items * 12 + p.factors * 4 * 40) + p.train.batch_size * p.max_len * p.max_len * p.blocks * 16
 }
 
-/// The trained encoder; item embedding row 0 is padding, item index i is row i + 1.
-#[derive(Clone, Debug, PartialEq)]
+/// The trained encoder and its stored weights; item embedding row 0 is padding, item index i
+/// is row i + 1.
+#[derive(Clone, Debug)]
 pub struct Sasrec {
     pub max_len: usize,
     pub blocks: usize,
     pub weights: Weights,
+    encoder: Encoder,
 }
 
-fn shapes(n_items: usize, p: &SeqParams) -> Vec<(String, Vec<usize>, Init)> {
-    let d = p.factors;
-    let emb = Init::Normal(1.0 / (d as f64).sqrt());
-    let mut v = vec![("item_emb".to_string(), vec![n_items + 1, d], emb), ("pos_emb".to_string(), vec![p.max_len, d], emb)];
-    let norm = |v: &mut Vec<(String, Vec<usize>, Init)>, name: String| {
-        v.push((format!("{name}.weight"), vec![d], Init::Ones));
-        v.push((format!("{name}.bias"), vec![d], Init::Zeros));
-    };
-    for b in 0..p.blocks {
-        norm(&mut v, format!("b{b}.ln1"));
-        norm(&mut v, format!("b{b}.ln2"));
-        for l in ["q", "k", "v", "o", "ffn1", "ffn2"] {
-            v.push((format!("b{b}.{l}.weight"), vec![d, d], Init::FanIn));
-            v.push((format!("b{b}.{l}.bias"), vec![d], Init::Zeros));
-        }
+impl PartialEq for Sasrec {
+    fn eq(&self, other: &Sasrec) -> bool {
+        (self.max_len, self.blocks) == (other.max_len, other.blocks) && self.weights == other.weights
     }
-    norm(&mut v, "ln".to_string());
-    v
 }
 
 /// Dropout while training: the generator and the rate.
 type Dropout<'a> = Option<(&'a mut Rng, f64)>;
 
-struct Net<'a> {
-    get: &'a (dyn Fn(&str) -> Result<Tensor> + Sync),
-    blocks: usize,
-    dev: &'a Device,
+fn drop(x: Tensor, dropout: &mut Dropout) -> Result<Tensor> {
+    match dropout {
+        Some((rng, p)) => match neural::dropout_mask(rng, x.dims(), *p, x.device())? {
+            Some(mask) => Ok(x.mul(&mask)?),
+            None => Ok(x),
+        },
+        None => Ok(x),
+    }
 }
 
-impl Net<'_> {
-    fn linear(&self, x: &Tensor, name: &str) -> Result<Tensor> {
-        let (w, b) = ((self.get)(&format!("{name}.weight"))?, (self.get)(&format!("{name}.bias"))?);
-        x.matmul(&w.t().map_err(candle)?).and_then(|y| y.broadcast_add(&b)).map_err(candle)
+/// One pre-norm self-attention block (`b<k>.*`): one head, then a two-layer ReLU feed-forward.
+#[derive(Clone, Debug)]
+struct Block {
+    ln1: Norm,
+    ln2: Norm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ffn1: Linear,
+    ffn2: Linear,
+}
+
+const EPS: f32 = 1e-8;
+
+impl Block {
+    fn new(d: usize, vb: VarBuilder) -> candle_core::Result<Block> {
+        let layer = |name: &str| neural::linear(d, d, Init::Const(0.0), vb.pp(name));
+        Ok(Block {
+            ln1: Norm::new(d, EPS, vb.pp("ln1"))?,
+            ln2: Norm::new(d, EPS, vb.pp("ln2"))?,
+            q: layer("q")?,
+            k: layer("k")?,
+            v: layer("v")?,
+            o: layer("o")?,
+            ffn1: layer("ffn1")?,
+            ffn2: layer("ffn2")?,
+        })
     }
 
-    fn norm(&self, x: &Tensor, name: &str) -> Result<Tensor> {
-        let (w, b) = ((self.get)(&format!("{name}.weight"))?, (self.get)(&format!("{name}.bias"))?);
-        candle_nn::ops::layer_norm_slow(x, &w, &b, 1e-8).map_err(candle)
+    /// x: (batch·len × d); mask: (batch, len, len), 0 where a position may attend, −1e9 elsewhere.
+    fn forward(&self, x: &Tensor, mask: &Tensor, batch: usize, len: usize, dropout: &mut Dropout) -> Result<Tensor> {
+        let d = x.dim(1)?;
+        let scale = (d as f64).sqrt();
+        let q_in = self.ln1.forward(x)?;
+        let q = self.q.forward(&q_in)?.reshape((batch, len, d))?;
+        let k = self.k.forward(x)?.reshape((batch, len, d))?;
+        let v = self.v.forward(x)?.reshape((batch, len, d))?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / scale)?;
+        let attn = neural::masked_softmax(&scores, mask)?;
+        let attn = drop(attn, dropout)?;
+        let out = attn.matmul(&v)?.reshape((batch * len, d))?;
+        let out = drop(self.o.forward(&out)?, dropout)?;
+        let y = self.ln2.forward(&q_in.add(&out)?)?;
+        let f = drop(self.ffn2.forward(&self.ffn1.forward(&y)?.relu()?)?, dropout)?;
+        Ok(y.add(&f)?)
+    }
+}
+
+/// SASRec's encoder: item and position embeddings (`item_emb`, `pos_emb`), the blocks, a final
+/// layer norm (`ln`).
+#[derive(Clone, Debug)]
+struct Encoder {
+    item_emb: Tensor,
+    pos_emb: Tensor,
+    blocks: Vec<Block>,
+    ln: Norm,
+}
+
+impl Encoder {
+    fn new(n_items: usize, max_len: usize, d: usize, blocks: usize, vb: VarBuilder) -> candle_core::Result<Encoder> {
+        let emb = Init::Randn { mean: 0.0, stdev: 1.0 / (d as f64).sqrt() };
+        Ok(Encoder {
+            item_emb: vb.get_with_hints((n_items + 1, d), "item_emb", emb)?,
+            pos_emb: vb.get_with_hints((max_len, d), "pos_emb", emb)?,
+            blocks: (0..blocks).map(|b| Block::new(d, vb.pp(format!("b{b}")))).collect::<candle_core::Result<_>>()?,
+            ln: Norm::new(d, EPS, vb.pp("ln"))?,
+        })
     }
 
-    fn drop(&self, x: Tensor, dropout: &mut Dropout) -> Result<Tensor> {
-        match dropout {
-            Some((rng, p)) => match neural::dropout_mask(rng, x.dims(), *p, self.dev)? {
-                Some(mask) => x.mul(&mask).map_err(candle),
-                None => Ok(x),
-            },
-            None => Ok(x),
-        }
+    /// The item embeddings without the padding row (n_items × d).
+    fn items(&self) -> Result<Tensor> {
+        let n = self.item_emb.dim(0)?;
+        Ok(self.item_emb.narrow(0, 1, n - 1)?)
     }
 
     /// Hidden states (batch·len × d) for left-padded sequences (0 = padding, item i = i + 1).
     fn forward(&self, seqs: &[u32], len: usize, mut dropout: Dropout) -> Result<Tensor> {
-        let c = candle;
+        let dev = self.item_emb.device();
         let batch = seqs.len() / len;
-        let emb = (self.get)("item_emb")?;
-        let d = emb.dim(1).map_err(c)?;
-        let ids = Tensor::from_slice(seqs, seqs.len(), self.dev).map_err(c)?;
+        let d = self.item_emb.dim(1)?;
+        let ids = Tensor::from_slice(seqs, seqs.len(), dev)?;
         let positions: Vec<u32> = (0..seqs.len()).map(|k| (k % len) as u32).collect();
-        let positions = Tensor::from_vec(positions, seqs.len(), self.dev).map_err(c)?;
+        let positions = Tensor::from_vec(positions, seqs.len(), dev)?;
         let keep: Vec<f32> = seqs.iter().map(|&s| if s > 0 { 1.0 } else { 0.0 }).collect();
-        let keep = Tensor::from_vec(keep, (seqs.len(), 1), self.dev).map_err(c)?;
+        let keep = Tensor::from_vec(keep, (seqs.len(), 1), dev)?;
         // Attention mask: a position sees itself and earlier non-padding positions.
         let mut mask = vec![0f32; batch * len * len];
         for b in 0..batch {
@@ -128,28 +175,14 @@ impl Net<'_> {
                 }
             }
         }
-        let mask = Tensor::from_vec(mask, (batch, len, len), self.dev).map_err(c)?;
-        let scale = (d as f64).sqrt();
-        let x = (emb.index_select(&ids, 0).map_err(c)? * scale).map_err(c)?;
-        let x = x.add(&(self.get)("pos_emb")?.index_select(&positions, 0).map_err(c)?).map_err(c)?;
-        let mut x = self.drop(x, &mut dropout)?.broadcast_mul(&keep).map_err(c)?;
-        for b in 0..self.blocks {
-            let q_in = self.norm(&x, &format!("b{b}.ln1"))?;
-            let shape = (batch, len, d);
-            let q = self.linear(&q_in, &format!("b{b}.q"))?.reshape(shape).map_err(c)?;
-            let k = self.linear(&x, &format!("b{b}.k"))?.reshape(shape).map_err(c)?;
-            let v = self.linear(&x, &format!("b{b}.v"))?.reshape(shape).map_err(c)?;
-            let scores = (q.matmul(&k.t().map_err(c)?.contiguous().map_err(c)?).map_err(c)? / scale).map_err(c)?;
-            let attn = candle_nn::ops::softmax(&scores.add(&mask).map_err(c)?, D::Minus1).map_err(c)?;
-            let attn = self.drop(attn, &mut dropout)?;
-            let out = attn.matmul(&v).map_err(c)?.reshape((batch * len, d)).map_err(c)?;
-            let out = self.drop(self.linear(&out, &format!("b{b}.o"))?, &mut dropout)?;
-            let y = self.norm(&q_in.add(&out).map_err(c)?, &format!("b{b}.ln2"))?;
-            let f = self.linear(&self.linear(&y, &format!("b{b}.ffn1"))?.relu().map_err(c)?, &format!("b{b}.ffn2"))?;
-            let f = self.drop(f, &mut dropout)?;
-            x = y.add(&f).map_err(c)?.broadcast_mul(&keep).map_err(c)?;
+        let mask = Tensor::from_vec(mask, (batch, len, len), dev)?;
+        let x = (self.item_emb.index_select(&ids, 0)? * (d as f64).sqrt())?;
+        let x = x.add(&self.pos_emb.index_select(&positions, 0)?)?;
+        let mut x = drop(x, &mut dropout)?.broadcast_mul(&keep)?;
+        for block in &self.blocks {
+            x = block.forward(&x, &mask, batch, len, &mut dropout)?.broadcast_mul(&keep)?;
         }
-        self.norm(&x, "ln")
+        Ok(self.ln.forward(&x)?)
     }
 }
 
@@ -163,32 +196,29 @@ fn window(history: &[u32], len: usize) -> Vec<u32> {
 
 impl Sasrec {
     pub fn n_items(&self) -> usize {
-        self.weights.0.get("item_emb").map_or(0, |t| t.dims()[0].saturating_sub(1))
+        self.encoder.item_emb.dims()[0].saturating_sub(1)
     }
 
     /// A score for every item given the user's items, oldest first (only the latest max_len count).
     pub fn score(&self, history: &[u32]) -> Result<Vec<f32>> {
-        let get = |n: &str| self.weights.get(n).cloned();
-        let net = Net { get: &get, blocks: self.blocks, dev: &Device::Cpu };
-        let h = net.forward(&window(history, self.max_len), self.max_len, None)?;
-        let last = h.narrow(0, self.max_len - 1, 1).map_err(candle)?;
-        let items = self.item_embeddings()?;
-        last.matmul(&items.t().map_err(candle)?).and_then(|s| s.squeeze(0)).and_then(|s| s.to_vec1::<f32>()).map_err(candle)
+        let h = self.encoder.forward(&window(history, self.max_len), self.max_len, None)?;
+        let last = h.narrow(0, self.max_len - 1, 1)?;
+        Ok(last.matmul(&self.encoder.items()?.t()?)?.squeeze(0)?.to_vec1::<f32>()?)
     }
 
     /// The item embeddings without the padding row (n_items × d).
     pub fn item_embeddings(&self) -> Result<Tensor> {
-        self.weights.get("item_emb")?.narrow(0, 1, self.n_items()).map_err(candle)
+        self.encoder.items()
     }
 
+    /// The model of stored weights, checked against the catalogue.
     pub fn checked(max_len: usize, blocks: usize, n_items: usize, weights: Weights) -> Result<Sasrec> {
-        let m = Sasrec { max_len, blocks, weights };
-        let (e, p) = (m.weights.dims("item_emb", 2)?, m.weights.dims("pos_emb", 2)?);
-        let complete = (0..blocks).all(|b| m.weights.0.contains_key(&format!("b{b}.ffn2.weight")));
-        if e[0] != n_items + 1 || p[0] != max_len || p[1] != e[1] || !complete {
+        let e = weights.dims("item_emb", 2)?;
+        if e[0] != n_items + 1 {
             return Err(RecsysError::new(crate::engine::ErrorKind::Corrupt, "sequential weights do not match the catalogue"));
         }
-        Ok(m)
+        let encoder = Encoder::new(n_items, max_len, e[1], blocks, weights.vb()).map_err(neural::corrupt)?;
+        Ok(Sasrec { max_len, blocks, weights, encoder })
     }
 }
 
@@ -227,12 +257,10 @@ pub fn fit(
     if examples.is_empty() {
         return Err(RecsysError::invalid("sequential needs at least one user with two or more interactions"));
     }
-    let dev = device.device()?;
+    let dev = device.open("sequential", progress)?;
     let n_items = data.n_items();
     let mut rng = Rng::new(p.train.seed);
-    let vars = neural::init_vars(&shapes(n_items, p), &mut rng, &dev)?;
-    let named = Named::new(&vars);
-    let get = |n: &str| named.get(n);
+    let (encoder, vars) = neural::build(&mut rng, &dev, |vb| Encoder::new(n_items, p.max_len, p.factors, p.blocks, vb))?;
     let mut opt = neural::adamw(&vars, &p.train)?;
     let total = p.train.epochs * examples.len();
     for epoch in 0..p.train.epochs {
@@ -245,22 +273,18 @@ pub fn fit(
             let rows: Vec<u32> = (0..targets.len() as u32).filter(|&k| targets[k as usize] > 0).collect();
             let labels: Vec<u32> = rows.iter().map(|&k| targets[k as usize] - 1).collect();
             let mut drop_rng = Rng::new(rng.next_u64());
-            let net = Net { get: &get, blocks: p.blocks, dev: &dev };
             let done = epoch * examples.len() + b * p.train.batch_size + batch.len();
             sum += neural::step(pool, &mut opt, progress, done, total, || {
-                let c = candle;
-                let h = net.forward(&inputs, p.max_len, Some((&mut drop_rng, p.dropout)))?;
+                let h = encoder.forward(&inputs, p.max_len, Some((&mut drop_rng, p.dropout)))?;
                 let n = rows.len();
-                let h = h.index_select(&Tensor::from_vec(rows, n, &dev).map_err(c)?, 0).map_err(c)?;
-                let items = get("item_emb")?.narrow(0, 1, n_items).map_err(c)?;
-                let logits = h.matmul(&items.t().map_err(c)?).map_err(c)?;
-                neural::cross_entropy(&logits, &Tensor::from_vec(labels, n, &dev).map_err(c)?).map_err(c)
+                let h = h.index_select(&Tensor::from_vec(rows, n, &dev)?, 0)?;
+                Ok(neural::catalogue_cross_entropy(&h, &encoder.items()?, &labels)?)
             })?;
             batches += 1;
         }
         progress.epoch("sequential", epoch + 1, p.train.epochs, "cross-entropy", sum / batches.max(1) as f64)?;
     }
-    Ok(Sasrec { max_len: p.max_len, blocks: p.blocks, weights: Weights::from_vars(vars)? })
+    Sasrec::checked(p.max_len, p.blocks, n_items, Weights::from_vars(vars)?)
 }
 
 impl Sasrec {
@@ -312,7 +336,7 @@ impl Recommender for Sasrec {
 
     fn similar_items(&self, m: &Model, item: Option<usize>, n: usize) -> Result<Vec<(u32, f32)>> {
         let Some(i) = item else { return Ok(Vec::new()) };
-        let e = self.item_embeddings().and_then(|t| t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle))?;
+        let e = self.item_embeddings()?.flatten_all()?.to_vec1::<f32>()?;
         Ok(Factors::nearest(&e, e.len() / m.n_items().max(1), i, n))
     }
 

@@ -11,7 +11,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Init, Linear, VarBuilder};
 
 use crate::engine::factors::Factors;
 use crate::engine::format::{In, Out};
@@ -19,7 +20,7 @@ use crate::engine::interactions::Interactions;
 use crate::engine::interactions::index_of;
 use crate::engine::model::{Model, Request, Scored};
 use crate::engine::model::{text_bytes, untrained_eligible, untrained_texts};
-use crate::engine::neural::{self, candle, DeviceChoice, Init, Named, Schedule, Weights};
+use crate::engine::neural::{self, DeviceChoice, Schedule, Weights};
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
@@ -84,38 +85,38 @@ fn bag(text: &str, idf: &[f32]) -> Vec<(u32, f32)> {
     v
 }
 
-fn shapes(n_items: usize, p: &TwoTowerParams) -> Vec<(String, Vec<usize>, Init)> {
-    let d = p.factors;
-    let emb = Init::Normal(0.1);
-    let mut v = vec![("token_emb".to_string(), vec![p.buckets, d], emb), ("id_emb".to_string(), vec![n_items, d], emb)];
-    for l in ["item1", "item2", "user1", "user2"] {
-        v.push((format!("{l}.weight"), vec![d, d], Init::FanIn));
-        v.push((format!("{l}.bias"), vec![d], Init::Zeros));
+/// The towers: a bucket embedding (`token_emb`) and an id embedding (`id_emb`) summed into the
+/// item tower's MLP (`item1`, `item2`), and the user tower's MLP (`user1`, `user2`) over the mean
+/// of the history's item vectors.
+#[derive(Clone, Debug)]
+struct Towers {
+    token_emb: Tensor,
+    id_emb: Tensor,
+    item: [Linear; 2],
+    user: [Linear; 2],
+}
+
+impl Towers {
+    fn new(buckets: usize, n_items: usize, d: usize, vb: VarBuilder) -> candle_core::Result<Towers> {
+        let emb = Init::Randn { mean: 0.0, stdev: 0.1 };
+        let layer = |name: &str| neural::linear(d, d, Init::Const(0.0), vb.pp(name));
+        Ok(Towers {
+            token_emb: vb.get_with_hints((buckets, d), "token_emb", emb)?,
+            id_emb: vb.get_with_hints((n_items, d), "id_emb", emb)?,
+            item: [layer("item1")?, layer("item2")?],
+            user: [layer("user1")?, layer("user2")?],
+        })
     }
-    v
-}
 
-struct Towers<'a> {
-    get: &'a (dyn Fn(&str) -> Result<Tensor> + Sync),
-    dev: &'a Device,
-}
-
-impl Towers<'_> {
-    fn mlp(&self, x: &Tensor, first: &str, second: &str) -> Result<Tensor> {
-        let c = candle;
-        let layer = |x: &Tensor, l: &str| -> Result<Tensor> {
-            let (w, b) = ((self.get)(&format!("{l}.weight"))?, (self.get)(&format!("{l}.bias"))?);
-            x.matmul(&w.t().map_err(c)?).and_then(|y| y.broadcast_add(&b)).map_err(c)
-        };
-        layer(&layer(x, first)?.relu().map_err(c)?, second)
+    fn mlp(x: &Tensor, layers: &[Linear; 2]) -> candle_core::Result<Tensor> {
+        layers[1].forward(&layers[0].forward(x)?.relu()?)
     }
 
     /// Item-tower vectors (rows × d) for text bags, plus `ids` rows of the id embedding scaled by
     /// `id_keep` (0 drops it; cold items have no id row and pass None).
     fn items(&self, bags: &[Vec<(u32, f32)>], ids: Option<(&[u32], &[f32])>) -> Result<Tensor> {
-        let c = candle;
-        let token = (self.get)("token_emb")?;
-        let d = token.dim(1).map_err(c)?;
+        let dev = self.token_emb.device();
+        let d = self.token_emb.dim(1)?;
         let (mut rows, mut cols, mut weights) = (Vec::new(), Vec::new(), Vec::new());
         for (r, b) in bags.iter().enumerate() {
             for &(t, w) in b {
@@ -124,32 +125,33 @@ impl Towers<'_> {
                 weights.push(w);
             }
         }
-        let mut x = Tensor::zeros((bags.len(), d), candle_core::DType::F32, self.dev).map_err(c)?;
+        let mut x = Tensor::zeros((bags.len(), d), candle_core::DType::F32, dev)?;
         if !rows.is_empty() {
             let n = rows.len();
-            let picked = token.index_select(&Tensor::from_vec(cols, n, self.dev).map_err(c)?, 0).map_err(c)?;
-            let picked = picked.broadcast_mul(&Tensor::from_vec(weights, (n, 1), self.dev).map_err(c)?).map_err(c)?;
-            x = x.index_add(&Tensor::from_vec(rows, n, self.dev).map_err(c)?, &picked, 0).map_err(c)?;
+            let picked = self.token_emb.index_select(&Tensor::from_vec(cols, n, dev)?, 0)?;
+            let picked = picked.broadcast_mul(&Tensor::from_vec(weights, (n, 1), dev)?)?;
+            x = x.index_add(&Tensor::from_vec(rows, n, dev)?, &picked, 0)?;
         }
         if let Some((ids, keep)) = ids {
             let n = ids.len();
-            let id = (self.get)("id_emb")?.index_select(&Tensor::from_slice(ids, n, self.dev).map_err(c)?, 0).map_err(c)?;
-            let keep = Tensor::from_slice(keep, (n, 1), self.dev).map_err(c)?;
-            x = x.add(&id.broadcast_mul(&keep).map_err(c)?).map_err(c)?;
+            let id = self.id_emb.index_select(&Tensor::from_slice(ids, n, dev)?, 0)?;
+            let keep = Tensor::from_slice(keep, (n, 1), dev)?;
+            x = x.add(&id.broadcast_mul(&keep)?)?;
         }
-        self.mlp(&x, "item1", "item2")
+        Ok(Towers::mlp(&x, &self.item)?)
     }
 
     /// User-tower vectors from history averaging weights (users × items) over item vectors.
     fn users(&self, averaging: &Tensor, items: &Tensor) -> Result<Tensor> {
-        self.mlp(&averaging.matmul(items).map_err(candle)?, "user1", "user2")
+        Ok(Towers::mlp(&averaging.matmul(items)?, &self.user)?)
     }
 }
 
 /// The trained towers, and every trained item's vector (computed once, not stored).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct TwoTower {
     pub weights: Weights,
+    towers: Towers,
     pub idf: Vec<f32>,
     /// n_items × d, the item tower on each trained item's text and id.
     pub item_vectors: Vec<f32>,
@@ -158,21 +160,24 @@ pub struct TwoTower {
     pub memo: crate::engine::text::Memo<Vec<f32>>,
 }
 
-impl TwoTower {
-    fn towers<'a>(&'a self, get: &'a (dyn Fn(&str) -> Result<Tensor> + Sync)) -> Towers<'a> {
-        Towers { get, dev: &Device::Cpu }
+impl PartialEq for TwoTower {
+    fn eq(&self, other: &TwoTower) -> bool {
+        self.weights == other.weights && self.idf == other.idf && self.item_vectors == other.item_vectors && self.k == other.k
     }
+}
 
+impl TwoTower {
     /// Rebuild from stored weights (the towers, the idf of every bucket and the trained items'
     /// vectors) for a catalogue of `n_items`.
     pub fn from_weights(weights: Weights, n_items: usize) -> Result<TwoTower> {
-        let idf: Vec<f32> = weights.get("idf")?.to_vec1::<f32>().map_err(candle)?;
+        let idf: Vec<f32> = weights.get("idf")?.to_vec1::<f32>()?;
         let (t, i, v) = (weights.dims("token_emb", 2)?, weights.dims("id_emb", 2)?, weights.dims("item_vectors", 2)?);
         if t[0] != idf.len() || i[0] != n_items || v[0] != n_items || i[1] != t[1] || v[1] != t[1] {
             return Err(RecsysError::new(ErrorKind::Corrupt, "two_tower weights do not match the catalogue"));
         }
-        let item_vectors = weights.get("item_vectors")?.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle)?;
-        Ok(TwoTower { weights, idf, item_vectors, k: t[1], memo: Default::default() })
+        let item_vectors = weights.get("item_vectors")?.flatten_all()?.to_vec1::<f32>()?;
+        let towers = Towers::new(t[0], n_items, t[1], weights.vb()).map_err(neural::corrupt)?;
+        Ok(TwoTower { weights, towers, idf, item_vectors, k: t[1], memo: Default::default() })
     }
 
     /// Item-tower vectors of texts that were not in training (text only), rows × k.
@@ -202,9 +207,7 @@ impl TwoTower {
             return Ok(Vec::new());
         }
         let bags: Vec<Vec<(u32, f32)>> = texts.iter().map(|t| bag(t, &self.idf)).collect();
-        let get = |n: &str| self.weights.get(n).cloned();
-        let v = self.towers(&get).items(&bags, None)?;
-        v.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle)
+        Ok(self.towers.items(&bags, None)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
     /// The user vector from the item vectors of their history (each k long); None if empty.
@@ -216,11 +219,8 @@ impl TwoTower {
         for v in history {
             mean.iter_mut().zip(v.iter()).for_each(|(m, x)| *m += x / history.len() as f32);
         }
-        let get = |n: &str| self.weights.get(n).cloned();
-        let c = candle;
-        let x = Tensor::from_vec(mean, (1, self.k), &Device::Cpu).map_err(c)?;
-        let u = self.towers(&get).mlp(&x, "user1", "user2")?;
-        u.flatten_all().and_then(|f| f.to_vec1::<f32>()).map(Some).map_err(c)
+        let x = Tensor::from_vec(mean, (1, self.k), &Device::Cpu)?;
+        Ok(Some(Towers::mlp(&x, &self.towers.user)?.flatten_all()?.to_vec1::<f32>()?))
     }
 }
 
@@ -234,16 +234,13 @@ pub fn fit(
     let Some(texts) = &data.item_text else {
         return Err(RecsysError::invalid("two_tower needs item texts").with_hint("pass items => 'items_table', item_text => 'text_column'"));
     };
-    let dev = device.device()?;
+    let dev = device.open("two_tower", progress)?;
     let (n_items, nnz) = (data.n_items(), data.nnz());
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let idf = idf(&refs, p.buckets);
     let bags: Vec<Vec<(u32, f32)>> = refs.iter().map(|t| bag(t, &idf)).collect();
     let mut rng = Rng::new(p.train.seed);
-    let vars = neural::init_vars(&shapes(n_items, p), &mut rng, &dev)?;
-    let named = Named::new(&vars);
-    let get = |n: &str| named.get(n);
-    let towers = Towers { get: &get, dev: &dev };
+    let (towers, vars) = neural::build(&mut rng, &dev, |vb| Towers::new(p.buckets, n_items, p.factors, vb))?;
     let mut opt = neural::adamw(&vars, &p.train)?;
     let m = &data.matrix;
     let owner = m.owners();
@@ -268,11 +265,9 @@ pub fn fit(
             let keep: Vec<f32> = (0..n_items).map(|_| if rng.next_f64() < p.id_dropout { 0.0 } else { 1.0 }).collect();
             let done = epoch * nnz + b * p.train.batch_size + n;
             sum += neural::step(pool, &mut opt, progress, done, total, || {
-                let c = candle;
                 let items = towers.items(&bags, Some((&ids, &keep)))?;
-                let users = towers.users(&Tensor::from_vec(averaging, (n, n_items), &dev).map_err(c)?, &items)?;
-                let logits = users.matmul(&items.t().map_err(c)?).map_err(c)?;
-                neural::cross_entropy(&logits, &Tensor::from_vec(labels, n, &dev).map_err(c)?).map_err(c)
+                let users = towers.users(&Tensor::from_vec(averaging, (n, n_items), &dev)?, &items)?;
+                Ok(neural::catalogue_cross_entropy(&users, &items, &labels)?)
             })?;
             batches += 1;
         }
@@ -281,8 +276,8 @@ pub fn fit(
     // Every trained item's vector, with its id embedding, kept with the weights for serving.
     let vectors = pool.install(|| towers.items(&bags, Some((&ids, &vec![1.0; n_items]))))?;
     let mut weights = Weights::from_vars(vars)?;
-    weights.0.insert("item_vectors".to_string(), vectors.to_device(&Device::Cpu).map_err(candle)?);
-    weights.0.insert("idf".to_string(), Tensor::from_vec(idf, p.buckets, &Device::Cpu).map_err(candle)?);
+    weights.0.insert("item_vectors".to_string(), vectors.to_device(&Device::Cpu)?);
+    weights.0.insert("idf".to_string(), Tensor::from_vec(idf, p.buckets, &Device::Cpu)?);
     TwoTower::from_weights(weights, n_items)
 }
 

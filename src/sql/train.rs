@@ -52,6 +52,10 @@ impl Progress for Interruptible {
         );
         Ok(())
     }
+
+    fn note(&mut self, text: &str) {
+        pgrx::notice!("pg_recsys: {text}");
+    }
 }
 
 /// Checks shared by train and tune, before any data is read.
