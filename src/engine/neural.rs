@@ -731,6 +731,19 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> candle_core::Result<Ten
 struct MaskedSoftmax;
 struct SoftmaxGrad;
 
+/// A new array of `a`'s shape, each row (width `d`) written by `f(out row, a row, b row)`, rows in
+/// parallel on the calling pool.
+fn map_rows2(a: &[f32], b: &[f32], d: usize, f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; a.len()];
+    let task = d * ROWS_PER_TASK;
+    out.par_chunks_mut(task).zip(a.par_chunks(task).zip(b.par_chunks(task))).for_each(|(o, (a, b))| {
+        for ((o, a), b) in o.chunks_mut(d).zip(a.chunks(d)).zip(b.chunks(d)) {
+            f(o, a, b);
+        }
+    });
+    out
+}
+
 impl CustomOp2 for MaskedSoftmax {
     fn name(&self) -> &'static str {
         "masked-softmax"
@@ -742,14 +755,11 @@ impl CustomOp2 for MaskedSoftmax {
         if m.len() != x.len() {
             candle_core::bail!("masked softmax: the mask must have the scores' shape");
         }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d * ROWS_PER_TASK).zip(x.par_chunks(d * ROWS_PER_TASK).zip(m.par_chunks(d * ROWS_PER_TASK))).for_each(|(o, (x, m))| {
-            for ((o, x), m) in o.chunks_mut(d).zip(x.chunks(d)).zip(m.chunks(d)) {
-                for j in 0..d {
-                    o[j] = x[j] + m[j];
-                }
-                softmax_in_place(o);
+        let out = map_rows2(x, m, d, |o, x, m| {
+            for j in 0..d {
+                o[j] = x[j] + m[j];
             }
+            softmax_in_place(o);
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -771,13 +781,10 @@ impl CustomOp2 for SoftmaxGrad {
         if g.len() != y.len() {
             candle_core::bail!("softmax gradient: shapes do not match");
         }
-        let mut out = vec![0f32; y.len()];
-        out.par_chunks_mut(d * ROWS_PER_TASK).zip(y.par_chunks(d * ROWS_PER_TASK).zip(g.par_chunks(d * ROWS_PER_TASK))).for_each(|(o, (y, g))| {
-            for ((o, y), g) in o.chunks_mut(d).zip(y.chunks(d)).zip(g.chunks(d)) {
-                let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
-                for j in 0..d {
-                    o[j] = y[j] * (g[j] - dot);
-                }
+        let out = map_rows2(y, g, d, |o, y, g| {
+            let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
+            for j in 0..d {
+                o[j] = y[j] * (g[j] - dot);
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
