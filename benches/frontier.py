@@ -5,7 +5,8 @@ RP3beta: numpy/scipy, as Dacrema et al.'s RP3betaRecommender computes it (P_ui r
 weights and P_iu row-normalised binary transposed, both raised to alpha, times popularity^-beta,
 zero diagonal, top-k per item, rows L1-normalised when `normalize`). SLIM: scikit-learn's
 ElasticNet per item (positive, no intercept, the item's own column zeroed, top-k kept), as their
-SLIMElasticNetRecommender does. Each peer gets the hyper-parameters pg_recsys's recsys.tune chose
+SLIMElasticNetRecommender does. DLAE (Steck 2020): numpy, B = (G + Λ)⁻¹G with G = XᵀX and
+Λ = diag(p/(1−p)·diag(G) + λ), by a dense solve. Each peer gets the hyper-parameters pg_recsys's recsys.tune chose
 on validation (ours.csv), and is scored by the reference scorer on the same split."""
 import argparse, csv, datetime, json, os, sys, time, warnings
 from collections import defaultdict
@@ -76,11 +77,20 @@ def slim(X, alpha, l1_ratio, k):
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
+def dlae(X, lam, p):
+    Xd = X.toarray() if sp.issparse(X) else np.asarray(X)
+    G = Xd.T @ Xd
+    A = G.copy(); A[np.diag_indices_from(A)] += p / (1 - p) * np.diag(G) + lam
+    W = np.linalg.solve(A, G)
+    np.fill_diagonal(W, 0.0)
+    return W
+
+
 ours = list(csv.DictReader(open(a.ours)))
 names = {"ml100k_implicit_all": "ML-100K all", "ml100k_implicit_pos4": "ML-100K pos4", "mllatestsmall_implicit_all": "ml-latest-small"}
-print("## RP3beta, SLIM and `auto` — pg_recsys vs numpy RP3beta and scikit-learn SLIM\n")
-print(f"`make bench-frontier`, {datetime.date.today()}, this machine ({a.cores} cores). Hyper-parameters of `slim` and "
-      "`rp3beta`: chosen by `recsys.tune(..., search => 'random', trials => 12)` on a validation split carved from train "
+print("## RP3beta, SLIM, DLAE and `auto` — pg_recsys vs numpy RP3beta, scikit-learn SLIM and numpy DLAE\n")
+print(f"`make bench-frontier`, {datetime.date.today()}, this machine ({a.cores} cores). Hyper-parameters of `slim`, "
+      "`rp3beta` and `dlae` (`ease` with `dropout`): chosen by `recsys.tune(..., search => 'random', trials => 12)` on a validation split carved from train "
       "(seed 42); the peers run with the same values. `auto`: `recsys.tune(model, train, 'auto')` (every portfolio "
       "algorithm's defaults and 7 random points of its space, then a hybrid of the best two), deploying the validation "
       "winner. NDCG@10 on the test split by `recsys.evaluate` (ours, equal to the reference scorer's) and by the reference "
@@ -92,18 +102,20 @@ for r in ours:
     split, model, alg = r["split"], r["model"], r["algorithm"]
     params = json.loads(r["params"])
     peer = pfit = None
-    if model in ("slim", "rp3beta", "defaults_slim", "defaults_rp3beta"):
+    if model in ("slim", "rp3beta", "dlae", "defaults_slim", "defaults_rp3beta"):
         if split not in loaded:
             loaded[split] = load(split)
         train, test, users, items, uix, iix, X = loaded[split]
         t = time.perf_counter()
-        if alg == "rp3beta":
+        if model == "dlae":
+            W = dlae(X, params["lambda"], params["dropout"])
+        elif alg == "rp3beta":
             W = rp3beta(X, params["alpha"], params["beta"], params["k"], params.get("normalize") == "true")
         else:
             W = slim(X, params["alpha"], params["l1_ratio"], params["k"])
         pfit = time.perf_counter() - t
         peer = ndcg_of(X, W, users, items, uix, test, train)
-    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in params.items() if k not in ("weighting", "members")}
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in params.items() if k not in ("weighting", "members", "keep", "neighbors")}
     if alg == "hybrid":
         shown = " + ".join(f"{m['algorithm']} × {m['weight']:.1f}" for m in params["members"])
     label = model.replace("defaults_", "") + (" (defaults)" if model.startswith("defaults_") else "") + (f" → {alg}" if model == "auto" else "")

@@ -11,6 +11,16 @@ SELECT model, algorithm, users, items FROM recsys.train('slim', 'f14', 'slim', '
 SELECT name, params FROM recsys.models WHERE name IN ('rp3', 'slim') ORDER BY name;
 SELECT regress.err($$SELECT * FROM recsys.train('x', 'f14', 'rp3beta', '{"beta": -1}')$$);
 SELECT regress.err($$SELECT * FROM recsys.train('x', 'f14', 'slim', '{"l1_ratio": 2}')$$);
+-- ease with dropout is DLAE: another model than plain EASE at the same lambda, its parts still
+-- summing to the score; dropout is a rate below 1
+SELECT model, algorithm FROM recsys.train('ease_f14', 'f14', 'ease', '{"lambda": 20}');
+SELECT model, algorithm FROM recsys.train('dlae_f14', 'f14', 'ease', '{"lambda": 20, "dropout": 0.5}');
+SELECT (SELECT params->>'dropout' FROM recsys.models WHERE name = 'dlae_f14') AS dropout,
+       (SELECT array_agg(item_id || ':' || round(score::numeric, 4) ORDER BY rank) FROM recsys.recommend(1, 5, 'dlae_f14'))
+         IS DISTINCT FROM (SELECT array_agg(item_id || ':' || round(score::numeric, 4) ORDER BY rank) FROM recsys.recommend(1, 5, 'ease_f14')) AS differs,
+       abs((SELECT sum(contribution) FROM recsys.explain(1, r.item_id, 'dlae_f14', 1000)) - r.score) < 1e-5 AS parts_sum_to_score
+  FROM recsys.recommend(1, 1, 'dlae_f14') r;
+SELECT regress.err($$SELECT * FROM recsys.train('x', 'f14', 'ease', '{"dropout": 1}')$$);
 
 -- neighbour tables: at most k per item (rp3beta), slim's weights positive and never an item itself
 SELECT m.name, count(*) > 0 AS has_rows, bool_and(n.score > 0) AS positive, bool_and(n.item_id <> n.neighbor_id) AS no_diagonal

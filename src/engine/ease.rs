@@ -1,12 +1,19 @@
 //! EASE (Steck 2019), a linear item-item autoencoder with a closed form:
 //! P = (XᵀX + λI)⁻¹, B = I − P·diag(1/diag(P)), i.e. B[i][j] = −P[i][j] / P[j][j], diag(B) = 0.
 //! A user's score for item j is Σ_i x_ui·B[i][j] over their history. The Gram matrix is built
-//! sparse (one row per item, in parallel); the inverse is our own parallel Cholesky in f64.
+//! sparse (one row per item, in parallel); the inverse is faer's blocked Cholesky in f64.
+//!
+//! With `dropout` p > 0 it is DLAE (Steck 2020, "Autoencoders that don't overfit towards the
+//! identity"): the closed form of a linear autoencoder trained with input dropout p, which is
+//! EASE's least squares with each item's own penalty Λ_j = p/(1−p)·(XᵀX)_jj + λ instead of λ and
+//! without the zero-diagonal constraint: B = (XᵀX + Λ)⁻¹XᵀX = I − P·Λ, P = (XᵀX + Λ)⁻¹. An item
+//! a user has is never recommended to them, so B's diagonal never reaches an answer; it is
+//! stored as 0 like EASE's.
 
 use rayon::prelude::*;
 
 use crate::engine::format::{In, Out};
-use crate::engine::interactions::Interactions;
+use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::knn::Neighbors;
 use crate::engine::linalg::invert_spd;
 use crate::engine::memory::filled;
@@ -20,6 +27,8 @@ use crate::engine::{ErrorKind, Progress, RecsysError, Result};
 #[derive(Clone, Debug, PartialEq)]
 pub struct EaseParams {
     pub lambda: f64,
+    /// DLAE's input dropout p (0: EASE).
+    pub dropout: f64,
     /// How many of each item's largest weights go to `recsys.item_neighbors`.
     pub neighbors: usize,
     /// How many weights of each row are kept for serving, largest |weight| first (0: automatic,
@@ -31,6 +40,7 @@ impl EaseParams {
     pub fn from_params(p: &mut Params) -> Result<Self> {
         Ok(EaseParams {
             lambda: p.float("lambda", 500.0, 1e-6, 1e12)?,
+            dropout: p.float("dropout", 0.0, 0.0, 0.95)?,
             neighbors: p.int("neighbors", 100, 1, 10_000)? as usize,
             keep: p.int("keep", 0, 0, 1_000_000)? as usize,
         })
@@ -164,7 +174,7 @@ fn invert(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, progress: &mut dyn 
 
 /// G = ZᵀZ + λI for a sparse Z given by rows (`by_row`) and columns (`by_col`): row i of G is
 /// Σ over the rows r of Z that have column i of z_ri · Z[r].
-fn gram(by_col: &crate::engine::interactions::Csr, by_row: &crate::engine::interactions::Csr, lambda: f64, pool: &rayon::ThreadPool, what: &str) -> Result<Vec<f64>> {
+fn gram(by_col: &Csr, by_row: &Csr, lambda: f64, pool: &rayon::ThreadPool, what: &str) -> Result<Vec<f64>> {
     let n = by_col.n_rows();
     let mut g = filled(n * n, 0f64, what)?;
     pool.install(|| {
@@ -184,11 +194,10 @@ fn gram(by_col: &crate::engine::interactions::Csr, by_row: &crate::engine::inter
 
 /// P = (XᵀX + λI)⁻¹ (n × n) by the dual form: K = XXᵀ + λI (users × users) is inverted and
 /// P = (I − Xᵀ K⁻¹ X)/λ is formed in blocks of columns, checking for cancel between them.
-fn dual_inverse(data: &Interactions, lambda: f64, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
+fn dual_inverse(by_user: &Csr, lambda: f64, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
     use faer::reborrow::ReborrowMut;
     use faer::{Accum, MatMut, MatRef, Par};
-    let (u, n) = (data.n_users(), data.n_items());
-    let by_user = &data.matrix;
+    let (u, n) = (by_user.n_rows(), by_user.n_cols);
     let by_item = by_user.transpose();
     let mut k = gram(by_user, &by_item, lambda, pool, "EASE's users × users matrix")?;
     invert(&mut k, u, pool, progress, "XXᵀ + λI")?;
@@ -256,29 +265,56 @@ fn mirror_lower(p: &mut [f64], n: usize, cols: usize) {
 }
 
 /// P = (XᵀX + λI)⁻¹ (n × n) by the primal form: the items × items Gram matrix, inverted.
-fn primal_inverse(data: &Interactions, lambda: f64, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
-    let by_user = &data.matrix;
+fn primal_inverse(by_user: &Csr, lambda: f64, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
     let by_item = by_user.transpose();
     let mut g = gram(&by_item, by_user, lambda, pool, "EASE's Gram matrix")?;
-    invert(&mut g, data.n_items(), pool, progress, "XᵀX + λI")?;
+    invert(&mut g, by_user.n_cols, pool, progress, "XᵀX + λI")?;
     Ok(g)
+}
+
+/// (ZᵀZ + λI)⁻¹ in whichever exact form is cheaper.
+fn inverse(by_user: &Csr, lambda: f64, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f64>> {
+    if dual_is_cheaper(by_user.n_rows(), by_user.n_cols) {
+        dual_inverse(by_user, lambda, pool, progress)
+    } else {
+        primal_inverse(by_user, lambda, pool, progress)
+    }
+}
+
+/// DLAE's per-item penalties Λ_j = p/(1−p)·Σ_u x_uj² + λ.
+fn dlae_penalties(by_user: &Csr, p: &EaseParams) -> Vec<f64> {
+    let mut d = vec![0f64; by_user.n_cols];
+    for (&j, &v) in by_user.indices.iter().zip(&by_user.values) {
+        d[j as usize] += f64::from(v) * f64::from(v);
+    }
+    d.iter().map(|&d| p.dropout / (1.0 - p.dropout) * d + p.lambda).collect()
 }
 
 pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Ease> {
     let n = data.n_items();
     // The dense buffers are reserved with a failure path (ERROR 53200, not an abort). g = P, n × n
     // (symmetric, so row- and column-major alike).
-    let g = if dual_is_cheaper(data.n_users(), n) {
-        dual_inverse(data, p.lambda, pool, progress)?
-    } else {
-        primal_inverse(data, p.lambda, pool, progress)?
+    // DLAE: with Z = XΛ^(−1/2), XᵀX + Λ = Λ^(1/2)(ZᵀZ + I)Λ^(1/2), so g = (ZᵀZ + I)⁻¹ and
+    // P_ij = g_ij / √(Λ_i Λ_j): one inverse, primal or dual, for both models.
+    let penalties = (p.dropout > 0.0).then(|| dlae_penalties(&data.matrix, p));
+    let g = match &penalties {
+        None => inverse(&data.matrix, p.lambda, pool, progress)?,
+        Some(l) => {
+            let mut z = data.matrix.clone();
+            for (v, &j) in z.values.iter_mut().zip(&z.indices) {
+                *v = (f64::from(*v) / l[j as usize].sqrt()) as f32;
+            }
+            inverse(&z, 1.0, pool, progress)?
+        }
     };
     let diag: Vec<f64> = (0..n).map(|j| g[j * n + j]).collect();
-    // B = −P / diag(P) off the diagonal, each row's largest positive weights taken while the row
-    // is in cache.
+    // Off the diagonal, EASE's B = −P / diag(P) and DLAE's B = −P·Λ = −g_ij·√(Λ_j / Λ_i); each
+    // row's largest positive weights are taken while the row is in cache.
+    let root: Option<Vec<f64>> = penalties.map(|l| l.iter().map(|v| v.sqrt()).collect());
     let b_row = |i: usize, row: &mut [f32]| {
-        for j in 0..n {
-            row[j] = if i == j { 0.0 } else { (-g[i * n + j] / diag[j]) as f32 };
+        match &root {
+            None => (0..n).for_each(|j| row[j] = if i == j { 0.0 } else { (-g[i * n + j] / diag[j]) as f32 }),
+            Some(r) => (0..n).for_each(|j| row[j] = if i == j { 0.0 } else { (-g[i * n + j] * r[j] / r[i]) as f32 }),
         }
         top_k((0..n as u32).map(|j| (j, row[j as usize])).filter(|&(j, w)| j as usize != i && w > 0.0), p.neighbors)
     };
@@ -386,6 +422,7 @@ impl Recommender for Ease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::linalg::cholesky_solve;
 
     #[test]
     fn the_dual_form_equals_the_primal_one() {
@@ -403,12 +440,12 @@ mod tests {
             let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
             assert!(dual_is_cheaper(data.n_users(), data.n_items()));
             let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-            let primal = primal_inverse(&data, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
-            let dual = dual_inverse(&data, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
+            let primal = primal_inverse(&data.matrix, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
+            let dual = dual_inverse(&data.matrix, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
             let worst = primal.iter().zip(&dual).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(worst < 1e-12, "{n_users} x {n_items}: max |primal - dual| = {worst}");
             // and the fit takes the dual path for this shape and gives the same weights
-            let fitted = fit(&data, &EaseParams { lambda: 3.0, neighbors: 5, keep: 0 }, &pool, &mut crate::engine::NoProgress).unwrap();
+            let fitted = fit(&data, &EaseParams { lambda: 3.0, dropout: 0.0, neighbors: 5, keep: 0 }, &pool, &mut crate::engine::NoProgress).unwrap();
             let n = data.n_items();
             let diag: Vec<f64> = (0..n).map(|j| primal[j * n + j]).collect();
             for i in 0..n {
@@ -438,8 +475,8 @@ mod tests {
         let weights = vec![1.0f32; users.len()];
         let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let dense = fit(&data, &EaseParams { lambda: 2.0, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
-        let pruned = fit(&data, &EaseParams { lambda: 2.0, neighbors: 5, keep: 8 }, &pool, &mut NoProgress).unwrap();
+        let dense = fit(&data, &EaseParams { lambda: 2.0, dropout: 0.0, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
+        let pruned = fit(&data, &EaseParams { lambda: 2.0, dropout: 0.0, neighbors: 5, keep: 8 }, &pool, &mut NoProgress).unwrap();
         assert!(matches!(dense.weights, Weights::Dense(_)) && matches!(pruned.weights, Weights::Pruned(_)));
         assert_eq!(dense.neighbors, pruned.neighbors);
         let n = data.n_items();
@@ -466,11 +503,55 @@ mod tests {
     }
 
     #[test]
+    fn dlae_is_the_least_squares_with_per_item_penalties_on_both_forms() {
+        // B = (G + Λ)⁻¹G off the diagonal, Λ_j = p/(1−p)·G_jj + λ, solved column by column from
+        // the dense G: on 25 × 80 (the dual form) and 90 × 40 (the primal one), weights 1..3.
+        for (n_users, n_items) in [(25i64, 80i64), (90, 40)] {
+            let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+            for u in 0..n_users {
+                for k in 0..15i64 {
+                    users.push(u);
+                    items.push((u * 7 + k * 13 + k * k + u * k * 31) % n_items);
+                    weights.push(1.0 + (k % 3) as f32);
+                }
+            }
+            let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
+            let n = data.n_items();
+            let mut g = vec![0f64; n * n];
+            for u in 0..data.n_users() {
+                let (cols, vals) = data.matrix.row(u);
+                for (&a, &x) in cols.iter().zip(vals) {
+                    for (&b, &y) in cols.iter().zip(vals) {
+                        g[a as usize * n + b as usize] += f64::from(x) * f64::from(y);
+                    }
+                }
+            }
+            let (p, lambda) = (0.4, 3.0);
+            let mut a = g.clone();
+            for j in 0..n {
+                a[j * n + j] += p / (1.0 - p) * g[j * n + j] + lambda;
+            }
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            let fitted = fit(&data, &EaseParams { lambda, dropout: p, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
+            for j in 0..n {
+                let column = cholesky_solve(&a, &(0..n).map(|i| g[i * n + j]).collect::<Vec<_>>()).unwrap();
+                for i in 0..n {
+                    let want = if i == j { 0.0 } else { column[i] as f32 };
+                    assert!((fitted.weight(i, j) - want).abs() < 1e-5, "{n_users} x {n_items}: B[{i}][{j}] = {} want {want}", fitted.weight(i, j));
+                }
+            }
+            // and dropout changes the model (it is not EASE under another name)
+            let ease = fit(&data, &EaseParams { lambda, dropout: 0.0, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
+            assert!((0..n).any(|j| (ease.weight(0, j) - fitted.weight(0, j)).abs() > 1e-3));
+        }
+    }
+
+    #[test]
     fn closed_form_on_a_tiny_matrix() {
         // X (3 users × 3 items) = [[1,1,0],[1,0,1],[0,1,1]]: XᵀX = [[2,1,1],[1,2,1],[1,1,2]].
         let data = Interactions::from_triplets(&[1, 1, 2, 2, 3, 3], &[1, 2, 1, 3, 2, 3], &[1.0; 6]).unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let e = fit(&data, &EaseParams { lambda: 1.0, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
+        let e = fit(&data, &EaseParams { lambda: 1.0, dropout: 0.0, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
         // G + I = 2I + J (J all ones, n = 3): P = (I − J/5)/2, P_ii = 0.4, P_ij = −0.1,
         // so B_ij = −(−0.1)/0.4 = 0.25 off the diagonal.
         for i in 0..3 {
@@ -483,5 +564,13 @@ mod tests {
         e.score_history(&[(0, 1.0), (1, 1.0)], &mut scores);
         assert!((scores[2] - 0.5).abs() < 1e-6);
         assert_eq!(e.neighbors.row(0).0, &[1, 2]);
+        // DLAE, p = 0.5: Λ = G_jj + 1 = 3, G + Λ = 4I + J, P = (I − J/7)/4, B = I − 3P: 3/28 off it.
+        let d = fit(&data, &EaseParams { lambda: 1.0, dropout: 0.5, neighbors: 5, keep: 0 }, &pool, &mut NoProgress).unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                let want = if i == j { 0.0 } else { 3.0 / 28.0 };
+                assert!((d.weight(i, j) - want).abs() < 1e-6, "DLAE B[{i}][{j}] = {}", d.weight(i, j));
+            }
+        }
     }
 }

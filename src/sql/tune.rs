@@ -1,7 +1,7 @@
 //! recsys.tune: a search on a seeded validation split of the training table — a grid, random
 //! points of a space of choices and ranges, or successive halving over them — within a trial and
 //! time budget, then the best point retrained on all of it and deployed as a new version.
-//! `algorithm => 'auto'` searches a portfolio of algorithms and a hybrid of the best two, and
+//! `algorithm => 'auto'` searches a portfolio of algorithms and hybrids of the best with the next two, and
 //! keeps the leaderboard in the version's metrics.
 
 use std::time::Instant;
@@ -15,7 +15,7 @@ use crate::engine::interactions::Interactions;
 use crate::engine::model::Spec;
 use crate::engine::rng::Rng;
 use crate::engine::split::check_fraction;
-use crate::engine::tune::{grid_points, MAX_POINTS, halving_rungs, holdout, hybrid_of, score, user_share, Metric, Space, HYBRID_WEIGHTS, PORTFOLIO};
+use crate::engine::tune::{grid_points, MAX_POINTS, halving_rungs, holdout, hybrid_of, score, user_share, Metric, Space, HYBRID_PARTNERS, HYBRID_WEIGHTS, PORTFOLIO};
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::{required, spi, SqlResult};
 use crate::sql::source::Source;
@@ -251,11 +251,10 @@ fn tune_search(
     let data = read_source(&source)?;
     let (train, valid) = holdout(&data, fraction, seed)?;
     let rungs = if halving { halving_rungs(list.len()) } else { vec![(list.len(), 1.0)] };
-    let planned = rungs.iter().map(|r| r.0).sum::<usize>() + if algorithm == "auto" { HYBRID_WEIGHTS.len() } else { 0 };
+    let planned = rungs.iter().map(|r| r.0).sum::<usize>() + if algorithm == "auto" { HYBRID_PARTNERS * HYBRID_WEIGHTS.len() } else { 0 };
     let mut s = Search { train: &train, valid: &valid, metric, k: k as usize, seed, started, seconds: time_budget, fits: 0, planned };
     s.rungs(&mut list, halving)?;
     if algorithm == "auto" {
-        // A hybrid of the two best algorithms (each with its best params).
         let mut by_algorithm: Vec<usize> = Vec::new();
         for (alg, _) in PORTFOLIO {
             let best = (0..list.len())
@@ -264,12 +263,14 @@ fn tune_search(
             by_algorithm.extend(best);
         }
         by_algorithm.sort_by(|&a, &b| metric.order(list[a].last().unwrap().1, list[b].last().unwrap().1));
-        if let [a, b, ..] = by_algorithm[..] {
+        // The best algorithm with each of the next HYBRID_PARTNERS (each with its best params).
+        'hybrids: for &b in by_algorithm.iter().skip(1).take(HYBRID_PARTNERS) {
+            let a = by_algorithm[0];
             let (ma, mb) = ((list[a].algorithm, list[a].params.clone()), (list[b].algorithm, list[b].params.clone()));
             for &w in HYBRID_WEIGHTS {
                 let mut t = Trial::new("hybrid", &hybrid_of((ma.0, &ma.1), (mb.0, &mb.1), w))?;
                 if !s.run(&mut t, 1.0)? {
-                    break;
+                    break 'hybrids;
                 }
                 list.push(t);
             }
