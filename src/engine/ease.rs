@@ -424,20 +424,25 @@ mod tests {
     use super::*;
     use crate::engine::linalg::cholesky_solve;
 
+    /// `per_user` interactions of each of `n_users` users spread over `n_items` items, weights 1..3.
+    fn spread(n_users: i64, n_items: i64, per_user: i64) -> Interactions {
+        let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        for u in 0..n_users {
+            for k in 0..per_user {
+                users.push(u);
+                items.push((u * 7 + k * 13 + k * k + u * k * 31) % n_items);
+                weights.push(1.0 + (k % 3) as f32);
+            }
+        }
+        Interactions::from_triplets(&users, &items, &weights).unwrap()
+    }
+
     #[test]
     fn the_dual_form_equals_the_primal_one() {
         // More items than users (the dual is the cheaper form): 25 x 80, and 30 x 1100, which
         // spans three of the dual's column blocks (the upper part is mirrored between them).
         for (n_users, n_items) in [(25i64, 80i64), (30, 1100)] {
-            let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
-            for u in 0..n_users {
-                for k in 0..40i64 {
-                    users.push(u);
-                    items.push((u * 7 + k * 13 + k * k + u * k * 31) % n_items);
-                    weights.push(1.0 + (k % 3) as f32);
-                }
-            }
-            let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
+            let data = spread(n_users, n_items, 40);
             assert!(dual_is_cheaper(data.n_users(), data.n_items()));
             let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
             let primal = primal_inverse(&data.matrix, 3.0, &pool, &mut crate::engine::NoProgress).unwrap();
@@ -507,15 +512,7 @@ mod tests {
         // B = (G + Λ)⁻¹G off the diagonal, Λ_j = p/(1−p)·G_jj + λ, solved column by column from
         // the dense G: on 25 × 80 (the dual form) and 90 × 40 (the primal one), weights 1..3.
         for (n_users, n_items) in [(25i64, 80i64), (90, 40)] {
-            let (mut users, mut items, mut weights) = (Vec::new(), Vec::new(), Vec::new());
-            for u in 0..n_users {
-                for k in 0..15i64 {
-                    users.push(u);
-                    items.push((u * 7 + k * 13 + k * k + u * k * 31) % n_items);
-                    weights.push(1.0 + (k % 3) as f32);
-                }
-            }
-            let data = Interactions::from_triplets(&users, &items, &weights).unwrap();
+            let data = spread(n_users, n_items, 15);
             let n = data.n_items();
             let mut g = vec![0f64; n * n];
             for u in 0..data.n_users() {
