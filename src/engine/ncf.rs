@@ -8,14 +8,14 @@
 
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::engine::factors::Factors;
 use crate::engine::format::{check_ids, In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::interactions::index_of;
 use crate::engine::model::{Model, Request, Scored};
-use crate::engine::neural::{self, DeviceChoice, Schedule, SparseTable, Weights};
+use crate::engine::neural::{self, Dense, DeviceChoice, Schedule, SparseTable, Weights};
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
@@ -78,8 +78,8 @@ fn widths(p: &NcfParams) -> [usize; 4] {
 /// batch's gathered rows while training, the stored tables' rows when serving).
 #[derive(Clone, Debug)]
 struct NeuMf {
-    mlp: Vec<Linear>,
-    out: Linear,
+    mlp: Vec<Dense>,
+    out: Dense,
 }
 
 impl NeuMf {

@@ -9,14 +9,14 @@
 //! Long histories are cut into windows of max_len + 1 items so every transition is trained on.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
 use crate::engine::factors::Factors;
 use crate::engine::format::{In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::interactions::index_of;
 use crate::engine::model::{Model, Request, Scored};
-use crate::engine::neural::{self, DeviceChoice, Norm, Schedule, Weights};
+use crate::engine::neural::{self, Dense, DeviceChoice, Norm, Schedule, Weights};
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
@@ -83,12 +83,12 @@ fn drop(x: Tensor, dropout: &mut Dropout) -> Result<Tensor> {
 struct Block {
     ln1: Norm,
     ln2: Norm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    ffn1: Linear,
-    ffn2: Linear,
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    o: Dense,
+    ffn1: Dense,
+    ffn2: Dense,
 }
 
 const EPS: f32 = 1e-8;

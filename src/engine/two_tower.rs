@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
 use crate::engine::factors::Factors;
 use crate::engine::format::{In, Out};
@@ -20,7 +20,7 @@ use crate::engine::interactions::Interactions;
 use crate::engine::interactions::index_of;
 use crate::engine::model::{Model, Request, Scored};
 use crate::engine::model::{text_bytes, untrained_eligible, untrained_texts};
-use crate::engine::neural::{self, DeviceChoice, Schedule, Weights};
+use crate::engine::neural::{self, Dense, DeviceChoice, Schedule, Weights};
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
@@ -92,8 +92,8 @@ fn bag(text: &str, idf: &[f32]) -> Vec<(u32, f32)> {
 struct Towers {
     token_emb: Tensor,
     id_emb: Tensor,
-    item: [Linear; 2],
-    user: [Linear; 2],
+    item: [Dense; 2],
+    user: [Dense; 2],
 }
 
 impl Towers {
@@ -108,7 +108,7 @@ impl Towers {
         })
     }
 
-    fn mlp(x: &Tensor, layers: &[Linear; 2]) -> candle_core::Result<Tensor> {
+    fn mlp(x: &Tensor, layers: &[Dense; 2]) -> candle_core::Result<Tensor> {
         layers[1].forward(&layers[0].forward(x)?.relu()?)
     }
 
