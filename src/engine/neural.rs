@@ -274,7 +274,8 @@ impl CustomOp1 for ColumnSum {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (g, d) = rows_of(s, l, "column sum input")?;
         let task = d * ROWS_PER_TASK * 4;
-        let sums = g
+        // Partial sums per task, added in task order: the same sum whatever the threads did.
+        let partial: Vec<Vec<f32>> = g
             .par_chunks(task)
             .map(|rows| {
                 let mut acc = vec![0f32; d];
@@ -283,10 +284,11 @@ impl CustomOp1 for ColumnSum {
                 }
                 acc
             })
-            .reduce(|| vec![0f32; d], |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                a
-            });
+            .collect();
+        let mut sums = vec![0f32; d];
+        for acc in partial {
+            sums.iter_mut().zip(acc).for_each(|(s, a)| *s += a);
+        }
         Ok((CpuStorage::F32(sums), Shape::from(d)))
     }
 }
