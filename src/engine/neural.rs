@@ -624,6 +624,8 @@ struct CatalogueXent {
 
 /// Rows scored at a time by `CatalogueXent` (a block's logits: BLOCK × classes floats).
 const XENT_BLOCK: usize = 64;
+/// Blocks per parallel task of `CatalogueXent`; each task keeps its own classes × d item gradient.
+const XENT_TASK_BLOCKS: usize = 8;
 
 impl CustomOp2 for CatalogueXent {
     fn name(&self) -> &'static str {
@@ -640,16 +642,17 @@ impl CustomOp2 for CatalogueXent {
         }
         let item_m = MatRef::from_row_major_slice(items, classes, d);
         let mut dh = vec![0f32; n * d];
-        // Per task: (Σ loss, d items) over its blocks.
-        let (loss, ditems) = dh
-            .par_chunks_mut(XENT_BLOCK * d)
+        // Per task of XENT_TASK_BLOCKS blocks: (Σ loss, d items); the tasks' partial sums are then
+        // added in task order, so the result does not depend on how the threads shared the work.
+        let partial: Vec<(f64, Vec<f32>)> = dh
+            .par_chunks_mut(XENT_TASK_BLOCKS * XENT_BLOCK * d)
             .enumerate()
-            .fold(
-                || (0f64, vec![0f32; classes * d], vec![0f32; XENT_BLOCK * classes]),
-                |(mut loss, mut ditems, mut logits), (b, dh_block)| {
+            .map(|(t, dh_task)| {
+                let (mut loss, mut ditems, mut logits) = (0f64, vec![0f32; classes * d], vec![0f32; XENT_BLOCK * classes]);
+                for (k, dh_block) in dh_task.chunks_mut(XENT_BLOCK * d).enumerate() {
                     let rows = dh_block.len() / d;
-                    let (start, h_block) = (b * XENT_BLOCK, &h[b * XENT_BLOCK * d..(b * XENT_BLOCK + rows) * d]);
-                    let h_m = MatRef::from_row_major_slice(h_block, rows, d);
+                    let start = (t * XENT_TASK_BLOCKS + k) * XENT_BLOCK;
+                    let h_m = MatRef::from_row_major_slice(&h[start * d..(start + rows) * d], rows, d);
                     let z = &mut logits[..rows * classes];
                     matmul(MatMut::from_row_major_slice_mut(z, rows, classes), Accum::Replace, h_m, item_m.transpose(), 1.0, Par::Seq);
                     for (r, row) in z.chunks_mut(classes).enumerate() {
@@ -661,17 +664,15 @@ impl CustomOp2 for CatalogueXent {
                     let g = MatRef::from_row_major_slice(z, rows, classes);
                     matmul(MatMut::from_row_major_slice_mut(dh_block, rows, d), Accum::Replace, g, item_m, 1.0, Par::Seq);
                     matmul(MatMut::from_row_major_slice_mut(&mut ditems, classes, d), Accum::Add, g.transpose(), h_m, 1.0, Par::Seq);
-                    (loss, ditems, logits)
-                },
-            )
-            .map(|(loss, ditems, _)| (loss, ditems))
-            .reduce(
-                || (0f64, vec![0f32; classes * d]),
-                |(a, mut x), (b, y)| {
-                    x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
-                    (a + b, x)
-                },
-            );
+                }
+                (loss, ditems)
+            })
+            .collect();
+        let (mut loss, mut ditems) = (0f64, vec![0f32; classes * d]);
+        for (l, p) in partial {
+            loss += l;
+            ditems.iter_mut().zip(&p).for_each(|(x, y)| *x += y);
+        }
         *self.grads.lock().map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some((dh, ditems));
         Ok((CpuStorage::F32(vec![(loss / n.max(1) as f64) as f32]), Shape::from(())))
     }
