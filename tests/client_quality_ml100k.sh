@@ -103,7 +103,7 @@ PY
   # with any change of rounding: seeds 42/1/2 gave 0.3773/0.3908/0.3667 by recsys.evaluate
   # (2026-12-03), and this check has seen 0.3688-0.3747 across builds and CPUs (AVX2 and AVX-512
   # products round differently), so the floor sits below that spread: it catches a broken
-  # model, not rounding. For one build and CPU a seed gives one result (checked: 0.3723 twice).
+  # model, not rounding. For one build and CPU a seed gives one result (checked twice in the backend).
   check tt 0.3650 0.3734
   check content 0.0405 0.0412  # no peer: our own measured figure (text alone is weak here)
 

@@ -624,8 +624,9 @@ struct CatalogueXent {
 
 /// Rows scored at a time by `CatalogueXent` (a block's logits: BLOCK × classes floats).
 const XENT_BLOCK: usize = 64;
-/// Blocks per parallel task of `CatalogueXent`; each task keeps its own classes × d item gradient.
-const XENT_TASK_BLOCKS: usize = 8;
+/// At most this many parallel tasks in `CatalogueXent`, each with its own classes × d item
+/// gradient (memory: XENT_TASKS × catalogue × d floats, whatever the batch).
+const XENT_TASKS: usize = 8;
 
 impl CustomOp2 for CatalogueXent {
     fn name(&self) -> &'static str {
@@ -642,16 +643,17 @@ impl CustomOp2 for CatalogueXent {
         }
         let item_m = MatRef::from_row_major_slice(items, classes, d);
         let mut dh = vec![0f32; n * d];
-        // Per task of XENT_TASK_BLOCKS blocks: (Σ loss, d items); the tasks' partial sums are then
-        // added in task order, so the result does not depend on how the threads shared the work.
+        // Per task of consecutive blocks: (Σ loss, d items); the tasks' partial sums are then added
+        // in task order, so the result does not depend on how the threads shared the work.
+        let per_task = n.div_ceil(XENT_BLOCK).div_ceil(XENT_TASKS).max(1);
         let partial: Vec<(f64, Vec<f32>)> = dh
-            .par_chunks_mut(XENT_TASK_BLOCKS * XENT_BLOCK * d)
+            .par_chunks_mut(per_task * XENT_BLOCK * d)
             .enumerate()
             .map(|(t, dh_task)| {
                 let (mut loss, mut ditems, mut logits) = (0f64, vec![0f32; classes * d], vec![0f32; XENT_BLOCK * classes]);
                 for (k, dh_block) in dh_task.chunks_mut(XENT_BLOCK * d).enumerate() {
                     let rows = dh_block.len() / d;
-                    let start = (t * XENT_TASK_BLOCKS + k) * XENT_BLOCK;
+                    let start = (t * per_task + k) * XENT_BLOCK;
                     let h_m = MatRef::from_row_major_slice(&h[start * d..(start + rows) * d], rows, d);
                     let z = &mut logits[..rows * classes];
                     matmul(MatMut::from_row_major_slice_mut(z, rows, classes), Accum::Replace, h_m, item_m.transpose(), 1.0, Par::Seq);
@@ -948,9 +950,9 @@ mod tests {
     fn catalogue_cross_entropy_matches_candles_composed_one_and_its_gradients() {
         let mut rng = Rng::new(6);
         let mut t = |r: usize, c: usize| Var::from_tensor(&Tensor::from_vec((0..r * c).map(|_| rng.normal() as f32).collect::<Vec<_>>(), (r, c), &Device::Cpu).unwrap()).unwrap();
-        // 150 rows: more than two blocks, the last one short; 37 classes.
-        let (h, items) = (t(150, 8), t(37, 8));
-        let labels: Vec<u32> = (0..150).map(|r| (r * 7 % 37) as u32).collect();
+        // 1100 rows: 18 blocks, the last one short, in 6 tasks of 3 blocks; 37 classes.
+        let (h, items) = (t(1100, 8), t(37, 8));
+        let labels: Vec<u32> = (0..1100).map(|r| (r * 7 % 37) as u32).collect();
         let ours = catalogue_cross_entropy(h.as_tensor(), items.as_tensor(), &labels).unwrap();
         let logits = h.as_tensor().matmul(&items.as_tensor().t().unwrap()).unwrap();
         let theirs = candle_nn::loss::cross_entropy(&logits, &Tensor::new(labels.as_slice(), &Device::Cpu).unwrap()).unwrap();
