@@ -281,13 +281,13 @@ fn inverse(by_user: &Csr, lambda: f64, pool: &rayon::ThreadPool, progress: &mut 
     }
 }
 
-/// DLAE's per-item penalties Λ_j = p/(1−p)·Σ_u x_uj² + λ.
-fn dlae_penalties(by_user: &Csr, p: &EaseParams) -> Vec<f64> {
+/// √Λ_j of DLAE's per-item penalties Λ_j = p/(1−p)·Σ_u x_uj² + λ.
+fn dlae_roots(by_user: &Csr, p: &EaseParams) -> Vec<f64> {
     let mut d = vec![0f64; by_user.n_cols];
     for (&j, &v) in by_user.indices.iter().zip(&by_user.values) {
         d[j as usize] += f64::from(v) * f64::from(v);
     }
-    d.iter().map(|&d| p.dropout / (1.0 - p.dropout) * d + p.lambda).collect()
+    d.iter().map(|&d| (p.dropout / (1.0 - p.dropout) * d + p.lambda).sqrt()).collect()
 }
 
 pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Ease> {
@@ -296,13 +296,13 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
     // (symmetric, so row- and column-major alike).
     // DLAE: with Z = XΛ^(−1/2), XᵀX + Λ = Λ^(1/2)(ZᵀZ + I)Λ^(1/2), so g = (ZᵀZ + I)⁻¹ and
     // P_ij = g_ij / √(Λ_i Λ_j): one inverse, primal or dual, for both models.
-    let penalties = (p.dropout > 0.0).then(|| dlae_penalties(&data.matrix, p));
-    let g = match &penalties {
+    let root = (p.dropout > 0.0).then(|| dlae_roots(&data.matrix, p));
+    let g = match &root {
         None => inverse(&data.matrix, p.lambda, pool, progress)?,
-        Some(l) => {
+        Some(r) => {
             let mut z = data.matrix.clone();
             for (v, &j) in z.values.iter_mut().zip(&z.indices) {
-                *v = (f64::from(*v) / l[j as usize].sqrt()) as f32;
+                *v = (f64::from(*v) / r[j as usize]) as f32;
             }
             inverse(&z, 1.0, pool, progress)?
         }
@@ -310,7 +310,6 @@ pub fn fit(data: &Interactions, p: &EaseParams, pool: &rayon::ThreadPool, progre
     let diag: Vec<f64> = (0..n).map(|j| g[j * n + j]).collect();
     // Off the diagonal, EASE's B = −P / diag(P) and DLAE's B = −P·Λ = −g_ij·√(Λ_j / Λ_i); each
     // row's largest positive weights are taken while the row is in cache.
-    let root: Option<Vec<f64>> = penalties.map(|l| l.iter().map(|v| v.sqrt()).collect());
     let b_row = |i: usize, row: &mut [f32]| {
         match &root {
             None => (0..n).for_each(|j| row[j] = if i == j { 0.0 } else { (-g[i * n + j] / diag[j]) as f32 }),
