@@ -12,8 +12,9 @@
 # algorithms that train there in minutes on 2 cores (~5 min more; user_knn did not finish in
 # 9 minutes there, EASE needs a 27k × 27k inverse). WIDE=1 adds a 15,000-item catalogue
 # (recsys.synthetic_interactions(30000, 15000, 1500000, 7)) for EASE pruned and whole, item_knn
-# and als (~8 min more: each EASE fit inverts a 15k × 15k matrix, 4.5 GB, so those trains raise
-# recsys.memory_ceiling_mb). Writes the "backend_memory" and "write_phase" sections of
+# and als, and a 30,000-item one (synthetic_interactions(30000, 30000, 3000000, 7)) for EASE
+# pruned, item_knn and als (~15 min more: the EASE fits invert a 15k × 15k and a 30k × 30k
+# matrix in place, 1.8 and 7.2 GB, so those trains raise recsys.memory_ceiling_mb). Writes the "backend_memory" and "write_phase" sections of
 # benches/REPORT.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ DB=pg_recsys_bench_memory
 echo "split,model,algorithm,items,blob_mb,first_s,second_s,rss_anon_mb,ndcg,fit_s,write_s,neighbor_pairs,factor_rows" >"$OUT/memory.csv"
 splits="ml100k_implicit_all mllatestsmall_implicit_all"
 [ "${BIG:-0}" = 1 ] && splits="$splits 20m_shape"
-[ "${WIDE:-0}" = 1 ] && splits="$splits 15k_items"
+[ "${WIDE:-0}" = 1 ] && splits="$splits 15k_items 30k_items"
 for s in $splits; do
   fresh_db $DB
   ceiling="SELECT 1"
@@ -36,6 +37,17 @@ for s in $splits; do
     models=(
       "ease|ease|{}"
       "ease_whole|ease|{\"keep\": 1000000}"
+      "item_knn|item_knn|{}"
+      "als|als|{}"
+    )
+  elif [ $s = 30k_items ]; then
+    # EASE inverts a 30k × 30k Gram matrix in place (7.2 GB); B whole (3.6 GB more, decoded on
+    # every call, above the model cache) is not trained here.
+    $P -c "CREATE TABLE train AS SELECT user_id, item_id FROM recsys.synthetic_interactions(30000, 30000, 3000000, 7)" \
+       -c "CREATE INDEX ON train (user_id)"
+    ceiling="SET recsys.memory_ceiling_mb = 8192"
+    models=(
+      "ease|ease|{}"
       "item_knn|item_knn|{}"
       "als|als|{}"
     )
@@ -103,7 +115,7 @@ for s in $splits; do
                  (SELECT count(*) FROM recsys.item_factors f WHERE f.model_id = m.id) + (SELECT count(*) FROM recsys.user_factors f WHERE f.model_id = m.id)
                FROM recsys.models m WHERE name = '$name' AND deployed")
     ndcg=
-    case $s,$name in 15k_items,*) ;; *,ease|*,ease_whole) ndcg=$($P -At -c "SELECT round(value::numeric, 4) FROM recsys.evaluate('$name', 'test') WHERE metric = 'ndcg@10'") ;; esac
+    case $s,$name in 15k_items,*|30k_items,*) ;; *,ease|*,ease_whole) ndcg=$($P -At -c "SELECT round(value::numeric, 4) FROM recsys.evaluate('$name', 'test') WHERE metric = 'ndcg@10'") ;; esac
     echo "$s,$name,$alg,$info,$first,$second,$rss,$ndcg,$written" | tee -a "$OUT/memory.csv" | sed 's/^/bench-memory: /'
     $P -c "SELECT recsys.drop_model('$name')" >/dev/null
   done
@@ -120,7 +132,9 @@ Neural models trained for one epoch (the memory and decode cost do not depend on
 model larger than \`recsys.model_cache_mb\` (256 MB by default) is not kept: each call decodes it
 again (its second call is as slow as its first, and its RssAnon is what is left after the call).
 \`20m_shape\`: recsys.synthetic_interactions(138000, 27000, 20000000, 42) (BIG=1); \`15k_items\`:
-recsys.synthetic_interactions(30000, 15000, 1500000, 7) (WIDE=1).
+recsys.synthetic_interactions(30000, 15000, 1500000, 7) and \`30k_items\`:
+recsys.synthetic_interactions(30000, 30000, 3000000, 7) (WIDE=1; EASE with B whole is not trained
+there: 3.6 GB of weights, decoded again on every call).
 
 | split | model | items | model file MB | first call s | second call s | RssAnon MB | NDCG@10 |
 |---|---|---:|---:|---:|---:|---:|---:|

@@ -2,7 +2,8 @@
 # `make bench-dense`: EASE and PureSVD fit time, pg_recsys (in the backend) against numpy/LAPACK
 # (benches/dense.py), same machine, same run, same rows, on three shapes: ML-100K and
 # ml-latest-small (every rating as a 0/1 interaction) and a synthetic catalogue with more items
-# than users (15,000 items, 1,900 users), where EASE's dual form is the cheaper one. Writes the
+# than users (15,000 items, 1,900 users), where EASE's dual form is the cheaper one, and one with
+# more users than items (8,000 items, 30,000 users), where the primal is. Writes the
 # "dense" section of benches/REPORT.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,8 @@ if [ -f $SHARED/ml-latest-small/ratings.csv ]; then
 fi
 $Q -c "CREATE TABLE wide AS SELECT DISTINCT user_id, item_id FROM recsys.synthetic_interactions(1900, 15000, 150000, 11)"
 shapes+=(wide)
+$Q -c "CREATE TABLE tall AS SELECT DISTINCT user_id, item_id FROM recsys.synthetic_interactions(30000, 8000, 600000, 13)"
+shapes+=(tall)
 LAMBDA=500 K=64
 rows=()
 for s in "${shapes[@]}"; do
@@ -50,7 +53,8 @@ print(f"`make bench-dense`, {datetime.date.today()}, this machine ({sys.argv[1]}
       "and 4 power iterations in both (numpy: QR between steps; pg_recsys: faer's eigensolver on the Gram matrix).\n")
 print("| shape | users | items | rows | EASE pg_recsys | numpy primal | numpy dual | ratio to numpy's best | PureSVD pg_recsys | numpy | ratio |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-names = {"ml100k": "ML-100K", "mlsmall": "ml-latest-small", "wide": "synthetic, more items than users"}
+names = {"ml100k": "ML-100K", "mlsmall": "ml-latest-small", "wide": "synthetic, more items than users",
+         "tall": "synthetic, more users than items"}
 for line in open(sys.argv[2]).read().split("\n"):
     if not line:
         continue

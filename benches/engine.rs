@@ -43,7 +43,7 @@ fn kernels(c: &mut Criterion) {
         group.bench_function("fit_2_threads", |bench| bench.iter(|| spec.fit(&d, DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap()));
         let model = spec.fit(&d, DeviceChoice::Cpu, &pool, &mut NoProgress).unwrap();
         group.bench_function("recommend_10", |bench| {
-            bench.iter(|| model.recommend(&Request { user_id: None, history: &history, n: 10, exclude_seen: true, candidates: None, items: &[] }).unwrap())
+            bench.iter(|| model.recommend(&Request { user_id: None, history: &history, n: 10, exclude_seen: true, candidates: None, items: &[], diversity: 0.0 }).unwrap())
         });
         group.finish();
     }

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::engine::format::{In, Out};
 use crate::engine::interactions::{Csr, Interactions};
 use crate::engine::knn::Neighbors;
-use crate::engine::linalg::invert_spd;
+use crate::engine::linalg::{invert_spd, invert_spd_scratch_len, mirror_lower};
 use crate::engine::memory::filled;
 use crate::engine::model::{similar_from, Model, Request, Scored};
 use crate::engine::neural::DeviceChoice;
@@ -83,16 +83,20 @@ fn dual_is_cheaper(users: usize, items: usize) -> bool {
     dual < primal
 }
 
-/// Bytes of the dense buffers the fit reserves: primal, the Gram/inverse and the inverse's work
-/// buffer (f64) and B (f32), 20 × items²; dual, P (f64) and B (f32), the dense X and K⁻¹X (f64)
-/// and K with its work buffer (f64).
-pub fn memory_estimate(n_users: usize, n_items: usize) -> usize {
+/// Bytes of the dense buffers the fit reserves: the Gram matrix inverted in place (f64, 8 ×
+/// items², the primal) or, for the dual, K inverted in place (8 × users²), the dense X and K⁻¹X
+/// (f64) and P (f64, 8 × items²); the inverse's work panel (items or users × 256, f64); and B
+/// when it is kept whole (f32, 4 × items²; a pruned B is built one row at a time).
+pub fn memory_estimate(n_users: usize, n_items: usize, dense_b: bool) -> usize {
     let (u, n) = (n_users, n_items);
-    if dual_is_cheaper(u, n) {
-        n.saturating_mul(n).saturating_mul(12) + u.saturating_mul(n).saturating_mul(16) + u.saturating_mul(u).saturating_mul(16)
+    let sq = |a: usize, b: usize| a.saturating_mul(b).saturating_mul(8);
+    let b = if dense_b { n.saturating_mul(n).saturating_mul(4) } else { 0 };
+    let solve = if dual_is_cheaper(u, n) {
+        sq(u, u) + 2 * sq(u, n) + sq(n, n) + invert_spd_scratch_len(u).saturating_mul(8)
     } else {
-        n.saturating_mul(n).saturating_mul(20)
-    }
+        sq(n, n) + invert_spd_scratch_len(n).saturating_mul(8)
+    };
+    solve.saturating_add(b)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -154,7 +158,7 @@ impl Ease {
 /// `invert_spd` with its cancel checks reported through `progress`; a matrix that is not
 /// positive definite is ERROR 22023 naming `what`.
 fn invert(a: &mut [f64], n: usize, pool: &rayon::ThreadPool, progress: &mut dyn Progress, what: &str) -> Result<()> {
-    let mut scratch = filled(n * n, 0f64, "EASE's inverse work buffer")?;
+    let mut scratch = filled(invert_spd_scratch_len(n), 0f64, "EASE's inverse work buffer")?;
     let mut failure: Option<RecsysError> = None;
     let ok = invert_spd(a, n, &mut scratch, pool, &mut |done, total| match progress.step(done, total) {
         Ok(()) => true,
@@ -242,26 +246,8 @@ fn dual_inverse(by_user: &Csr, lambda: f64, pool: &rayon::ThreadPool, progress: 
             progress.step(n + c0 + c, 2 * n)?;
         }
     }
-    mirror_lower(&mut p, n, COLS);
+    mirror_lower(&mut p, n);
     Ok(p)
-}
-
-/// Fill the rows above each `cols`-wide column block of a column-major symmetric n × n matrix
-/// from the lower part computed for the blocks before it, in cache-sized tiles.
-fn mirror_lower(p: &mut [f64], n: usize, cols: usize) {
-    const TILE: usize = 64;
-    for c0 in (0..n).step_by(cols) {
-        let c1 = (c0 + cols).min(n);
-        for i0 in (0..c0).step_by(TILE) {
-            for j0 in (c0..c1).step_by(TILE) {
-                for j in j0..(j0 + TILE).min(c1) {
-                    for i in i0..(i0 + TILE).min(c0) {
-                        p[j * n + i] = p[i * n + j];
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// P = (XᵀX + λI)⁻¹ (n × n) by the primal form: the items × items Gram matrix, inverted.
@@ -368,7 +354,7 @@ impl Ease {
 
 impl Trainer for EaseParams {
     fn memory_estimate(&self, data: &Interactions, _: usize) -> usize {
-        memory_estimate(data.n_users(), data.n_items())
+        memory_estimate(data.n_users(), data.n_items(), kept_per_row(self.keep, data.n_items()).is_none())
     }
 
     fn fit(&self, data: &Interactions, _: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Box<dyn Recommender>> {

@@ -250,29 +250,46 @@ pub fn matvec(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
 /// Columns per block of the faer-based inverse: each block is one cancel check.
 const SPD_BLOCK: usize = 256;
 
+/// Length of the work buffer `invert_spd` needs for an n×n matrix: one panel of n × block.
+pub fn invert_spd_scratch_len(n: usize) -> usize {
+    n.saturating_mul(SPD_BLOCK) + SPD_BLOCK * SPD_BLOCK
+}
+
 /// Invert a symmetric positive definite n×n matrix (f64; symmetric, so row- and column-major
-/// are the same) in place, with faer's kernels: a right-looking blocked Cholesky A = LLᵀ (faer
-/// LLᵀ on each diagonal block, a triangular solve for the panel below, a lower-triangular
-/// rank-b update of the rest), then A⁻¹ one block of columns at a time by a forward solve
-/// (starting at the block's first row, as the identity is zero above it) and a backward solve
-/// with Lᵀ. About (5/3)n³ multiply-adds (numpy's inv: ~(8/3)n³). `check` is called on the calling
-/// thread between blocks (for cancel); false from it, or a matrix that is not positive definite,
-/// returns false and leaves `a` undefined. `scratch` is an n×n work buffer (the caller reserves
-/// it, so running out of memory is its error to report, not an abort here).
+/// are the same) in place, with faer's kernels, in three blocked sweeps over the lower triangle
+/// (LAPACK's potrf, trtri and lauum, written here so that nothing n×n is allocated besides `a`):
+/// a right-looking Cholesky A = LLᵀ (faer LLᵀ on each diagonal block, a triangular solve for the
+/// panel below, a lower-triangular rank-b update of the rest); L⁻¹ in place, from the last block
+/// of columns to the first ((L⁻¹)₂₁ = −L₂₂⁻¹ L₂₁ L₁₁⁻¹, with L₂₂⁻¹ already in place); then
+/// A⁻¹ = L⁻ᵀL⁻¹ in place, one block of rows at a time (row block i needs only L's rows from i
+/// down); the upper triangle is mirrored from the lower one last. About n³/2 multiply-adds
+/// (numpy's inv: ~(8/3)n³). `check` is called on the calling thread between blocks (for cancel);
+/// false from it, or a matrix that is not positive definite, returns false and leaves `a`
+/// undefined. `scratch` is the work buffer, at least `invert_spd_scratch_len(n)` long (the caller
+/// reserves it, so running out of memory is its error to report, not an abort here).
 pub fn invert_spd(a: &mut [f64], n: usize, scratch: &mut [f64], pool: &rayon::ThreadPool, check: &mut dyn FnMut(usize, usize) -> bool) -> bool {
+    invert_spd_blocked(a, n, SPD_BLOCK, scratch, pool, check)
+}
+
+fn invert_spd_blocked(a: &mut [f64], n: usize, block: usize, scratch: &mut [f64], pool: &rayon::ThreadPool, check: &mut dyn FnMut(usize, usize) -> bool) -> bool {
+    use faer::linalg::matmul::matmul;
     use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+    use faer::linalg::triangular_inverse::invert_lower_triangular;
     use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
     use faer::reborrow::{Reborrow, ReborrowMut};
     use faer::{Accum, MatMut, Par, Side};
+    use BlockStructure::{Rectangular, TriangularLower, TriangularUpper};
     if n == 0 {
         return true;
     }
-    let blocks = n.div_ceil(SPD_BLOCK);
-    let total = 2 * blocks;
+    let blocks = n.div_ceil(block);
+    let total = 3 * blocks;
     let par = Par::rayon(pool.current_num_threads());
+    let (panel, small) = scratch[..n * block + block * block].split_at_mut(n * block);
     let mut m = MatMut::from_column_major_slice_mut(&mut a[..n * n], n, n);
-    for (step, k0) in (0..n).step_by(SPD_BLOCK).enumerate() {
-        let b = SPD_BLOCK.min(n - k0);
+    // 1. A = LLᵀ, L in the lower triangle (the strict upper one keeps A's values, never read).
+    for (step, k0) in (0..n).step_by(block).enumerate() {
+        let b = block.min(n - k0);
         let ok = pool.install(|| {
             let (mut a11, _, mut a21, mut a22) = m.rb_mut().submatrix_mut(k0, k0, n - k0, n - k0).split_at_mut(b, b);
             let Ok(llt) = a11.rb().llt(Side::Lower) else { return false };
@@ -280,17 +297,7 @@ pub fn invert_spd(a: &mut [f64], n: usize, scratch: &mut [f64], pool: &rayon::Th
             if b < n - k0 {
                 // A21 ← A21 L11⁻ᵀ, i.e. A21ᵀ ← L11⁻¹ A21ᵀ; then A22 −= A21 A21ᵀ (lower half).
                 solve_lower_triangular_in_place(a11.rb(), a21.rb_mut().transpose_mut(), par);
-                tri_matmul(
-                    a22.rb_mut(),
-                    BlockStructure::TriangularLower,
-                    Accum::Add,
-                    a21.rb(),
-                    BlockStructure::Rectangular,
-                    a21.rb().transpose(),
-                    BlockStructure::Rectangular,
-                    -1.0,
-                    par,
-                );
+                tri_matmul(a22.rb_mut(), TriangularLower, Accum::Add, a21.rb(), Rectangular, a21.rb().transpose(), Rectangular, -1.0, par);
             }
             true
         });
@@ -298,28 +305,83 @@ pub fn invert_spd(a: &mut [f64], n: usize, scratch: &mut [f64], pool: &rayon::Th
             return false;
         }
     }
-    let l = m.rb();
-    let mut x = MatMut::from_column_major_slice_mut(&mut scratch[..n * n], n, n);
-    for (step, c0) in (0..n).step_by(SPD_BLOCK).enumerate() {
-        let b = SPD_BLOCK.min(n - c0);
+    // 2. L ← L⁻¹, from the last block of columns to the first.
+    let starts: Vec<usize> = (0..n).step_by(block).collect();
+    for (step, &j) in starts.iter().rev().enumerate() {
+        let b = block.min(n - j);
+        let rest = n - j - b;
         pool.install(|| {
-            let mut cols = x.rb_mut().submatrix_mut(0, c0, n, b);
-            cols.fill(0.0);
-            for t in 0..b {
-                cols[(c0 + t, t)] = 1.0;
+            let (mut a11, _, mut a21, a22) = m.rb_mut().submatrix_mut(j, j, n - j, n - j).split_at_mut(b, b);
+            if rest > 0 {
+                // A21 ← −L22⁻¹ A21 L11⁻¹ (L22⁻¹ is in place already; A11 still holds L11).
+                let mut t = MatMut::from_column_major_slice_mut(&mut panel[..rest * b], rest, b);
+                t.copy_from(a21.rb());
+                tri_matmul(a21.rb_mut(), Rectangular, Accum::Replace, a22.rb(), TriangularLower, t.rb(), Rectangular, -1.0, par);
+                solve_upper_triangular_in_place(a11.rb().transpose(), a21.rb_mut().transpose_mut(), par);
             }
-            // L Y = E: rows above c0 of Y are zero, so solve from c0 down.
-            let lower = l.submatrix(c0, c0, n - c0, n - c0);
-            solve_lower_triangular_in_place(lower, cols.rb_mut().submatrix_mut(c0, 0, n - c0, b), par);
-            // Lᵀ X = Y.
-            solve_upper_triangular_in_place(l.transpose(), cols.rb_mut(), par);
+            let mut inv = MatMut::from_column_major_slice_mut(&mut small[..b * b], b, b);
+            invert_lower_triangular(inv.rb_mut(), a11.rb(), par);
+            copy_lower(a11.rb_mut(), inv.rb());
         });
         if !check(blocks + step + 1, total) {
             return false;
         }
     }
-    a[..n * n].copy_from_slice(&scratch[..n * n]);
+    // 3. A⁻¹ = L⁻ᵀL⁻¹ (lower triangle), one block of rows at a time, top down: row block i of
+    // the product reads L⁻¹ from row i down only, which later blocks have not overwritten yet.
+    for (step, i) in (0..n).step_by(block).enumerate() {
+        let b = block.min(n - i);
+        pool.install(|| {
+            let (mut r, mut a11, a20, a21) = m.rb_mut().submatrix_mut(i, 0, n - i, i + b).split_at_mut(b, i);
+            if i > 0 {
+                // R ← L11ᵀ R, then R += L21ᵀ L20.
+                let mut t = MatMut::from_column_major_slice_mut(&mut panel[..b * i], b, i);
+                t.copy_from(r.rb());
+                tri_matmul(r.rb_mut(), Rectangular, Accum::Replace, a11.rb().transpose(), TriangularUpper, t.rb(), Rectangular, 1.0, par);
+                if i + b < n {
+                    matmul(r.rb_mut(), Accum::Add, a21.rb().transpose(), a20.rb(), 1.0, par);
+                }
+            }
+            // A11 ← L11ᵀ L11 + L21ᵀ L21 (lower half).
+            let mut l11 = MatMut::from_column_major_slice_mut(&mut small[..b * b], b, b);
+            l11.fill(0.0);
+            copy_lower(l11.rb_mut(), a11.rb());
+            tri_matmul(a11.rb_mut(), TriangularLower, Accum::Replace, l11.rb().transpose(), TriangularUpper, l11.rb(), TriangularLower, 1.0, par);
+            if i + b < n {
+                tri_matmul(a11.rb_mut(), TriangularLower, Accum::Add, a21.rb().transpose(), Rectangular, a21.rb(), Rectangular, 1.0, par);
+            }
+        });
+        if !check(2 * blocks + step + 1, total) {
+            return false;
+        }
+    }
+    mirror_lower(a, n);
     true
+}
+
+/// The lower triangle (diagonal included) of `src` into `dst`.
+fn copy_lower(mut dst: faer::MatMut<'_, f64>, src: faer::MatRef<'_, f64>) {
+    for c in 0..src.ncols() {
+        for r in c..src.nrows() {
+            dst[(r, c)] = src[(r, c)];
+        }
+    }
+}
+
+/// Fill the strict upper triangle of a column-major n×n matrix from its lower one (a symmetric
+/// matrix of which only the lower half was computed), in cache-sized tiles.
+pub fn mirror_lower(a: &mut [f64], n: usize) {
+    const TILE: usize = 64;
+    for j0 in (0..n).step_by(TILE) {
+        for i0 in (0..=j0).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(n) {
+                for i in i0..(i0 + TILE).min(j) {
+                    // (i, j) with i < j: column j, row i, from (j, i).
+                    a[j * n + i] = a[i * n + j];
+                }
+            }
+        }
+    }
 }
 
 
@@ -371,18 +433,29 @@ mod tests {
                 a[r * n + c] = (0..n).map(|k| m[k * n + r] * m[k * n + c]).sum::<f64>() + if r == c { 1.0 } else { 0.0 };
             }
         }
-        let mut inv = a.clone();
-        assert!(invert_spd(&mut inv, n, &mut vec![0.0; n * n], &pool, &mut |_, _| true));
-        for r in 0..n {
-            for c in 0..n {
-                let v: f64 = (0..n).map(|k| a[r * n + k] * inv[k * n + c]).sum();
-                assert!((v - if r == c { 1.0 } else { 0.0 }).abs() < 1e-8, "({r},{c}) = {v}");
+        // One block, blocks that divide n, and a ragged last block; every block boundary of the
+        // three sweeps is crossed in the smaller ones.
+        for block in [256, 16, 7, 1] {
+            let mut inv = a.clone();
+            let mut scratch = vec![0.0; n * block + block * block];
+            let mut checks = 0;
+            assert!(invert_spd_blocked(&mut inv, n, block, &mut scratch, &pool, &mut |_, _| {
+                checks += 1;
+                true
+            }));
+            assert_eq!(checks, 3 * n.div_ceil(block));
+            for r in 0..n {
+                for c in 0..n {
+                    let v: f64 = (0..n).map(|k| a[r * n + k] * inv[k * n + c]).sum();
+                    assert!((v - if r == c { 1.0 } else { 0.0 }).abs() < 1e-8, "block {block}: ({r},{c}) = {v}");
+                    assert_eq!(inv[r * n + c], inv[c * n + r], "block {block}: not symmetric at ({r},{c})");
+                }
             }
         }
         let mut indefinite = vec![1.0, 2.0, 2.0, 1.0];
-        assert!(!invert_spd(&mut indefinite, 2, &mut vec![0.0; 4], &pool, &mut |_, _| true));
+        assert!(!invert_spd(&mut indefinite, 2, &mut vec![0.0; invert_spd_scratch_len(2)], &pool, &mut |_, _| true));
         let mut cancelled = a.clone();
-        assert!(!invert_spd(&mut cancelled, n, &mut vec![0.0; n * n], &pool, &mut |_, _| false));
+        assert!(!invert_spd(&mut cancelled, n, &mut vec![0.0; invert_spd_scratch_len(n)], &pool, &mut |_, _| false));
     }
 
     #[test]
