@@ -382,7 +382,8 @@ pub struct Request<'a> {
     pub exclude_seen: bool,
     pub candidates: Option<&'a [i64]>,
     /// The live items table as (item id, text), for models that encode item text (two_tower):
-    /// items trained without are encoded from their text and can be recommended.
+    /// items trained without are encoded from their text and can be recommended. Sorted by id
+    /// as the glue reads it (then found by merging, not by a search per row).
     pub items: &'a [(i64, String)],
     /// λ of maximal-marginal-relevance re-ranking, in [0, 1]: 0 ranks by score alone.
     pub diversity: f32,
@@ -739,7 +740,12 @@ pub fn load(name: &str, r: &In, item_ids: &[i64], popularity: &[f32]) -> Result<
 
 /// An item as a reason names it: the first words of its text in the items table, else its id.
 pub fn item_label(req: &Request, id: i64) -> String {
-    match req.items.iter().find(|p| p.0 == id) {
+    let found = if req.items.is_sorted_by_key(|p| p.0) {
+        req.items.get(req.items.partition_point(|p| p.0 < id)).filter(|p| p.0 == id)
+    } else {
+        req.items.iter().find(|p| p.0 == id)
+    };
+    match found {
         Some((_, text)) if !text.trim().is_empty() => {
             let words: Vec<&str> = text.split_whitespace().take(6).collect();
             format!("\"{}\"", words.join(" "))
@@ -761,13 +767,34 @@ pub fn untrained_texts<'a>(item_ids: &[i64], history: &[(i64, f32)], items: &'a 
 /// Rows of the live items table the model was not trained on that this request may get
 /// (not seen when seen items are excluded, among the candidates when there are some).
 pub fn untrained_eligible<'a>(m: &Model, req: &Request<'a>) -> Vec<&'a (i64, String)> {
+    let rows = untrained_rows(&m.item_ids, req.items);
+    if rows.is_empty() {
+        return rows;
+    }
     let seen: HashSet<i64> = req.history.iter().map(|p| p.0).collect();
     let allowed: Option<HashSet<i64>> = req.candidates.map(|c| c.iter().copied().collect());
-    req.items
-        .iter()
-        .filter(|(id, _)| index_of(&m.item_ids, *id).is_none())
+    rows.into_iter()
         .filter(|(id, _)| !(req.exclude_seen && seen.contains(id)))
         .filter(|(id, _)| allowed.as_ref().is_none_or(|c| c.contains(id)))
+        .collect()
+}
+
+/// The rows of `items` whose id is not in `item_ids` (sorted). Items tables are read sorted by
+/// id (`Source::item_texts`), so this is one merge of the two lists, not a search per row (a
+/// text model serves a whole catalogue's rows on every call); unsorted rows are searched.
+pub fn untrained_rows<'a>(item_ids: &[i64], items: &'a [(i64, String)]) -> Vec<&'a (i64, String)> {
+    if !items.is_sorted_by_key(|p| p.0) {
+        return items.iter().filter(|(id, _)| index_of(item_ids, *id).is_none()).collect();
+    }
+    let mut at = 0;
+    items
+        .iter()
+        .filter(|(id, _)| {
+            while at < item_ids.len() && item_ids[at] < *id {
+                at += 1;
+            }
+            at == item_ids.len() || item_ids[at] != *id
+        })
         .collect()
 }
 
@@ -792,6 +819,20 @@ mod tests {
 
     fn pool() -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
+    }
+
+    #[test]
+    fn untrained_rows_by_merge_and_by_search_agree() {
+        let trained = [2i64, 3, 5, 8, 13];
+        let row = |id: i64| (id, format!("item {id}"));
+        // Sorted (as the glue reads items tables), with a duplicated id and ids past both ends.
+        let sorted: Vec<(i64, String)> = [1, 2, 4, 4, 5, 9, 13, 20].into_iter().map(row).collect();
+        let ids = |rows: Vec<&(i64, String)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
+        assert_eq!(ids(untrained_rows(&trained, &sorted)), vec![1, 4, 4, 9, 20]);
+        let unsorted: Vec<(i64, String)> = [20, 4, 2, 1, 13, 9, 5, 4].into_iter().map(row).collect();
+        assert_eq!(ids(untrained_rows(&trained, &unsorted)), vec![20, 4, 1, 9, 4]);
+        assert!(untrained_rows(&trained, &[]).is_empty());
+        assert_eq!(ids(untrained_rows(&[], &sorted)).len(), sorted.len());
     }
 
     // Users 1..4; items 10..50. Item 50 is the most popular.

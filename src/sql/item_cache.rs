@@ -23,7 +23,7 @@ use std::rc::Rc;
 use pgrx::prelude::*;
 
 use crate::sql::catalog::ModelRow;
-use crate::sql::errors::{read_one, SqlResult};
+use crate::sql::errors::SqlResult;
 
 pub type Texts = Rc<Vec<(i64, String)>>;
 
@@ -126,12 +126,26 @@ fn settled(table: pg_sys::Oid) -> bool {
     }
 }
 
+/// What `to_regclass(name)` gives, without running a query (this is on every call): the name
+/// parsed as a possibly qualified identifier and looked up in the current search_path, no lock
+/// taken; None when there is no such relation.
+fn regclass(name: &str) -> Option<pg_sys::Oid> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: pgrx's guarded calls; the parse and lookup allocate in the current memory context,
+    // and a malformed name is an ERROR raised through the guard.
+    let oid = unsafe {
+        let names = pg_sys::stringToQualifiedNameList(name.as_ptr());
+        let range = pg_sys::makeRangeVarFromNameList(names);
+        pg_sys::RangeVarGetRelidExtended(range, pg_sys::NoLock as pg_sys::LOCKMODE, pg_sys::RVROption::RVR_MISSING_OK as u32, None, std::ptr::null_mut())
+    };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
 /// The item texts of `row`'s items table `items`: from the cache when the table has not
 /// changed since they were read, else `read()` (and kept when the reading is settled).
 pub fn texts(row: &ModelRow, items: &str, read: impl FnOnce() -> SqlResult<Vec<(i64, String)>>) -> SqlResult<Texts> {
-    // Read-only (errors::read_one): the serving path takes no transaction id (hot standbys).
-    let table = read_one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[items.into()])?;
-    let Some(table) = table else {
+    // A catalog lookup (no query, no transaction id: the serving path runs on hot standbys).
+    let Some(table) = regclass(items) else {
         // Gone: the read reports it with its SQLSTATE.
         return Ok(Rc::new(read()?));
     };

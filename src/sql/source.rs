@@ -199,8 +199,8 @@ impl Source {
         format!("SELECT {item}::int8, ({text}) FROM {items} WHERE {item} IS NOT NULL")
     }
 
-    /// Every (item id, text) of the items table, read now (a NULL text reads as empty); an
-    /// item_text expression that does not give text is an error.
+    /// Every (item id, text) of the items table, read now, sorted by id (a NULL text reads as
+    /// empty); an item_text expression that does not give text is an error.
     pub fn item_texts(&self) -> SqlResult<Vec<(i64, String)>> {
         let (Some(items), Some(_)) = (&self.items, &self.item_text) else { return Ok(Vec::new()) };
         let query = self.item_text_query.clone().unwrap_or_else(|| self.item_text_sql());
@@ -221,6 +221,9 @@ impl Source {
                     out.push((i, row.get::<String>(2).map_err(spi)?.unwrap_or_default()));
                 }
             }
+            // Sorted by id (stable: a duplicated id keeps its rows' order), for the merges of
+            // engine::model::untrained_rows.
+            out.sort_by_key(|p| p.0);
             Ok(out)
         })
     }
