@@ -4,7 +4,7 @@
 # change shows in A's next answer — a new item, a changed text, a deleted item, a change that was
 # still uncommitted when A last read the table and committed afterwards, a rolled-back delete,
 # TRUNCATE and reload, and a change made inside A's own transaction — and A's answers always
-# equal a fresh connection's. The observable path: similar_items of an item added after
+# equal a fresh connection's; and an item_text that reads another table (never kept). The observable path: similar_items of an item added after
 # training answers from its text (read through the cache), and recommend reaches such items.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -81,5 +81,20 @@ echo "ok: A's own uncommitted change shows to it and is gone after its rollback"
 # recommend reaches the new item through the same cache.
 n=$(askA "SELECT count(*) FROM (SELECT min(user_id) AS u FROM clicks) x, recsys.recommend(x.u, 60, 'c', exclude_seen => false) r WHERE r.item_id = 1000")
 [ "$n" = 1 ] || fail "recommend does not reach item 1000 (count $n)"
+# An item_text that reads another table: a change there does not touch the items table's pages,
+# so such rows are not kept (read on every call); the model records it when trained.
+runB "CREATE TABLE tags (item_id int PRIMARY KEY, tag text)"
+runB "INSERT INTO tags VALUES (1000, 'kind1 shade2')"
+$P -c "SELECT 1 FROM recsys.train('c2', 'clicks', 'content', items => 'items', item_text => \$\$title || ' ' || coalesce((SELECT t.tag FROM tags t WHERE t.item_id = items.item_id), '')\$\$)" >/dev/null
+flags=$($P -At -c "SELECT string_agg(name || '=' || (columns->>'item_text_row_only'), ',' ORDER BY name) FROM recsys.models WHERE name IN ('c', 'c2') AND deployed")
+[ "$flags" = "c=true,c2=false" ] || fail "item_text_row_only: $flags"
+SIM2="SELECT coalesce(string_agg(item_id::text, ',' ORDER BY score DESC, item_id), '-') FROM recsys.similar_items(1000, 3, 'c2')"
+runB "UPDATE items SET title = 'item-new' WHERE item_id = 1000"
+t0=$(askA "$SIM2")
+runB "UPDATE tags SET tag = 'kind4 shade9' WHERE item_id = 1000"
+t1=$(askA "$SIM2"); f1=$(psql -X -q -At -d $DB -c "$SIM2")
+[ "$t1" = "$f1" ] || fail "a change to the table item_text reads: the cached connection answers $t1, a fresh one $f1"
+[ "$t1" != "$t0" ] || fail "the answer did not change with the other table ($t0)"
+echo "ok: item_text over another table: its change shows at once ($t0 -> $t1)"
 echo "\\q" >&"${A[1]}"; echo "\\q" >&"${B[1]}"
 echo "client_item_cache: all checks passed"

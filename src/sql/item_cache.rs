@@ -15,7 +15,8 @@
 //!
 //! Only plain permanent tables without row-level security are cached (for a view, an unlogged
 //! or temporary table, a partitioned table or one with policies, the rows are read on every call,
-//! as before). The item_text expression is assumed to depend on its row only.
+//! as before), and only when the item_text expression depends on its row only (no subquery,
+//! no function that is not immutable; decided at training, `Source::item_text_row_only`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -142,11 +143,14 @@ fn regclass(name: &str) -> Option<pg_sys::Oid> {
 }
 
 /// The item texts of `row`'s items table `items`: from the cache when the table has not
-/// changed since they were read, else `read()` (and kept when the reading is settled).
-pub fn texts(row: &ModelRow, items: &str, read: impl FnOnce() -> SqlResult<Vec<(i64, String)>>) -> SqlResult<Texts> {
+/// changed since they were read, else `read()` (and kept when the reading is settled). Rows
+/// whose text is not `row_only` (a subquery, or a function that is not immutable, in item_text)
+/// are read on every call: a change elsewhere would not show in the items table's stamp.
+pub fn texts(row: &ModelRow, items: &str, row_only: bool, read: impl FnOnce() -> SqlResult<Vec<(i64, String)>>) -> SqlResult<Texts> {
     // A catalog lookup (no query, no transaction id: the serving path runs on hot standbys).
-    let Some(table) = regclass(items) else {
-        // Gone: the read reports it with its SQLSTATE.
+    let table = if row_only { regclass(items) } else { None };
+    let Some(table) = table else {
+        // Not to be kept, or gone (then the read reports it with its SQLSTATE).
         return Ok(Rc::new(read()?));
     };
     let model = (row.id, row.trained_at.clone());

@@ -33,7 +33,9 @@ pub(crate) fn item_texts(row: &ModelRow, fitted: &Model, source: &Source, for_re
     let Some(items) = source.items.as_deref().filter(|_| fitted.reads_item_text() || for_reasons) else {
         return Ok(Default::default());
     };
-    as_model_owner(&row.name, row.owner, || crate::sql::item_cache::texts(row, items, || source.item_texts()))
+    as_model_owner(&row.name, row.owner, || {
+        crate::sql::item_cache::texts(row, items, source.item_text_row_only != Some(false), || source.item_texts())
+    })
 }
 
 /// How many fallback models one call may follow (a chain, never a cycle).

@@ -43,6 +43,11 @@ pub struct Source {
     /// which runs it as the model's owner with search_path = pg_catalog, pg_temp, gets exactly
     /// what the owner meant. Absent for models trained by earlier builds (then rebuilt from item_text).
     pub item_text_query: Option<String>,
+    /// Whether the item_text expression depends on its row only (no subquery, no function that
+    /// is not immutable), decided when training: only then may serving keep the rows per backend
+    /// (`item_cache`) and refresh them when the items table changes. Absent for models trained
+    /// by earlier builds (kept, as those builds did).
+    pub item_text_row_only: Option<bool>,
 }
 
 /// Summary of a full read, for NOTICEs and the catalog.
@@ -125,9 +130,11 @@ fn one_statement(query: &str) -> SqlResult<(std::ffi::CString, *mut pg_sys::RawS
 
 /// `query` (one SELECT) as PostgreSQL resolves it now — with the caller's search_path — deparsed
 /// with every name that is not a built-in one schema-qualified: the text means the same under
-/// search_path = pg_catalog, pg_temp. Parse analysis only: the query is not run here (training
-/// runs it once, as `item_texts`, right after).
-fn resolved(query: &str) -> SqlResult<String> {
+/// search_path = pg_catalog, pg_temp; and whether its output depends on the row only (no
+/// sublink, no function that is not immutable: a volatile or stable one may read other tables or
+/// the clock). Parse analysis only: the query is not run here (training runs it once, as
+/// `item_texts`, right after).
+fn resolved(query: &str) -> SqlResult<(String, bool)> {
     let (text, stmt) = one_statement(query)?;
     // SAFETY: backend thread, inside a transaction; PostgreSQL ERRORs (unknown columns or
     // functions) unwind through pgrx's guards.
@@ -142,9 +149,12 @@ fn resolved(query: &str) -> SqlResult<String> {
         let Some(q) = analysed.get_ptr(0) else {
             return Err(ErrorReport::new(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, "item_text query did not analyse", "pg_recsys"));
         };
-        crate::sql::access::with_safe_search_path(|| std::ffi::CStr::from_ptr(pg_sys::pg_get_querydef(q, false)).to_string_lossy().into_owned())
+        let row_only = !(*q).hasSubLinks && !pg_sys::contain_mutable_functions((*q).targetList.cast());
+        let text = crate::sql::access::with_safe_search_path(|| std::ffi::CStr::from_ptr(pg_sys::pg_get_querydef(q, false)).to_string_lossy().into_owned());
+        (text, row_only)
     };
-    Ok(deparsed.trim().trim_end_matches(';').to_string())
+    let (text, row_only) = deparsed;
+    Ok((text.trim().trim_end_matches(';').to_string(), row_only))
 }
 
 impl Source {
@@ -177,6 +187,7 @@ impl Source {
             items: None,
             item_text: None,
             item_text_query: None,
+            item_text_row_only: None,
         })
     }
 
@@ -188,7 +199,9 @@ impl Source {
         self.items = Some(qualified);
         self.item_text = Some(item_text.to_string());
         let query = self.item_text_sql();
-        self.item_text_query = Some(resolved(&query)?);
+        let (resolved, row_only) = resolved(&query)?;
+        self.item_text_query = Some(resolved);
+        self.item_text_row_only = Some(row_only);
         Ok(self)
     }
 
@@ -257,6 +270,7 @@ impl Source {
                 items: get("items"),
                 item_text: get("item_text"),
                 item_text_query: get("item_text_query"),
+                item_text_row_only: columns.get("item_text_row_only").and_then(Value::as_bool),
             }),
             _ => Err(RecsysError::new(ErrorKind::Corrupt, "recsys.models.columns lacks user or item").into()),
         }
@@ -268,6 +282,9 @@ impl Source {
                "items": self.items, "item_text": self.item_text});
         if let (Some(q), Some(o)) = (&self.item_text_query, columns.as_object_mut()) {
             o.insert("item_text_query".into(), json!(q));
+        }
+        if let (Some(r), Some(o)) = (self.item_text_row_only, columns.as_object_mut()) {
+            o.insert("item_text_row_only".into(), json!(r));
         }
         columns
     }
