@@ -771,7 +771,8 @@ pub fn untrained_eligible<'a>(m: &Model, req: &Request<'a>) -> Vec<&'a (i64, Str
     if rows.is_empty() {
         return rows;
     }
-    let seen: HashSet<i64> = req.history.iter().map(|p| p.0).collect();
+    // Only the history's own untrained items can be among these rows (usually none).
+    let seen: HashSet<i64> = req.history.iter().map(|p| p.0).filter(|&id| index_of(&m.item_ids, id).is_none()).collect();
     let allowed: Option<HashSet<i64>> = req.candidates.map(|c| c.iter().copied().collect());
     rows.into_iter()
         .filter(|(id, _)| !(req.exclude_seen && seen.contains(id)))
