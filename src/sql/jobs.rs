@@ -246,15 +246,26 @@ fn run(id: i64) -> SqlResult<i32> {
     let text = |k: &str| call.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let relation = |k: &str| -> SqlResult<Option<PgRelation>> {
         let Some(oid) = call.get(k).and_then(|v| v.as_u64()) else { return Ok(None) };
-        // A table dropped since train_async: 42P01, as recsys.train would say.
-        let exists = Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE oid = $1)", &[pg_sys::Oid::from(oid as u32).into()])
-            .map_err(spi)?
-            .unwrap_or(false);
-        if !exists {
+        // A table dropped since train_async: 42P01, as recsys.train would say. Locked first, then
+        // looked up (try_relation_open), so a DROP committing in between is this error too, not
+        // "could not open relation with OID" (XX000).
+        let oid = pg_sys::Oid::from(oid as u32);
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        // SAFETY: try_relation_open takes the lock, then returns NULL (releasing it) when the
+        // relation is gone; closing with NoLock keeps the lock until the transaction ends.
+        let found = unsafe {
+            let rel = pg_sys::try_relation_open(oid, lock);
+            let found = !rel.is_null();
+            if found {
+                pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            }
+            found
+        };
+        if !found {
             return Err(ErrorReport::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("the {k} table of job {id} no longer exists"), "pg_recsys"));
         }
-        // SAFETY: the relation exists (checked above, in this transaction) and is opened with a lock.
-        Ok(Some(unsafe { PgRelation::with_lock(pg_sys::Oid::from(oid as u32), pg_sys::AccessShareLock as pg_sys::LOCKMODE) }))
+        // SAFETY: the relation exists and this transaction holds a lock on it (above).
+        Ok(Some(unsafe { PgRelation::with_lock(oid, lock) }))
     };
     let source = relation("source")?;
     let items = relation("items")?;
