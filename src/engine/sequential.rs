@@ -162,8 +162,6 @@ impl Encoder {
         let ids = Tensor::from_slice(seqs, seqs.len(), dev)?;
         let positions: Vec<u32> = (0..seqs.len()).map(|k| (k % len) as u32).collect();
         let positions = Tensor::from_vec(positions, seqs.len(), dev)?;
-        let keep: Vec<f32> = seqs.iter().map(|&s| if s > 0 { 1.0 } else { 0.0 }).collect();
-        let keep = Tensor::from_vec(keep, (seqs.len(), 1), dev)?;
         // Attention mask: a position sees itself and earlier non-padding positions.
         let mut mask = vec![0f32; batch * len * len];
         for b in 0..batch {
@@ -178,9 +176,13 @@ impl Encoder {
         let mask = Tensor::from_vec(mask, (batch, len, len), dev)?;
         let x = (self.item_emb.index_select(&ids, 0)? * (d as f64).sqrt())?;
         let x = x.add(&self.pos_emb.index_select(&positions, 0)?)?;
-        let mut x = drop(x, &mut dropout)?.broadcast_mul(&keep)?;
+        // Padding positions are not zeroed after each block (SASRec's reference code multiplies
+        // by a padding mask there): no other position attends to them (the mask gives them
+        // weight exactly 0, so 0·v adds nothing) and no loss is taken at them, so every scored
+        // position's state, and every gradient, is the same without those multiplications.
+        let mut x = drop(x, &mut dropout)?;
         for block in &self.blocks {
-            x = block.forward(&x, &mask, batch, len, &mut dropout)?.broadcast_mul(&keep)?;
+            x = block.forward(&x, &mask, batch, len, &mut dropout)?;
         }
         Ok(self.ln.forward(&x)?)
     }
