@@ -3,6 +3,7 @@
 //! items, and the cosine of the profile with every item, through an inverted index. Items'
 //! nearest content neighbours are kept for `recsys.item_neighbors` and `similar_items`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
@@ -265,12 +266,13 @@ impl Trainer for ContentParams {
 }
 
 /// One history item as content sees it: id, TF-IDF terms and values, weight (with the decay).
-type Part = (i64, Vec<u32>, Vec<f32>, f32);
+/// A history item's (id, terms, values, weight): trained items borrow their stored row.
+type Part<'a> = (i64, Cow<'a, [u32]>, Cow<'a, [f32]>, f32);
 
 impl Content {
     /// Each history item's vector (trained: stored; else from its text in `items`) with its
     /// weight times the recency decay.
-    fn history_parts(&self, m: &Model, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<Part> {
+    fn history_parts(&self, m: &Model, history: &[(i64, f32)], items: &[(i64, String)]) -> Vec<Part<'_>> {
         let texts = untrained_texts(&m.item_ids, history, items);
         let len = history.len();
         history
@@ -280,11 +282,11 @@ impl Content {
             .filter_map(|(id, w)| match index_of(&m.item_ids, id) {
                 Some(i) => {
                     let (t, v) = self.vectors.row(i as usize);
-                    Some((id, t.to_vec(), v.to_vec(), w))
+                    Some((id, Cow::Borrowed(t), Cow::Borrowed(v), w))
                 }
                 None => texts.get(&id).map(|text| {
                     let v = self.vector_of(text);
-                    (id, v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), w)
+                    (id, Cow::Owned(v.iter().map(|x| x.0).collect()), Cow::Owned(v.iter().map(|x| x.1).collect()), w)
                 }),
             })
             .collect()
@@ -304,7 +306,7 @@ impl Recommender for Content {
     /// reached), and the eligible untrained items of the live items table by their text.
     fn score(&self, m: &Model, req: &Request, _: &[(u32, f32)]) -> Result<Option<Scored>> {
         let parts = self.history_parts(m, req.history, req.items);
-        let profile = self.profile(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
+        let profile = self.profile(parts.iter().map(|(_, t, v, w)| (&t[..], &v[..], *w)));
         if profile.is_empty() {
             return Ok(None);
         }
@@ -327,7 +329,7 @@ impl Recommender for Content {
     /// recency decay, as in the profile).
     fn contributions(&self, m: &Model, req: &Request, _: &[(u32, f32)], i: usize) -> Result<Vec<(u32, f32)>> {
         let parts = self.history_parts(m, req.history, &[]);
-        let norm = self.profile_norm(parts.iter().map(|(_, t, v, w)| (t.as_slice(), v.as_slice(), *w)));
+        let norm = self.profile_norm(parts.iter().map(|(_, t, v, w)| (&t[..], &v[..], *w)));
         let (ti, vi) = self.vectors.row(i);
         Ok(parts
             .iter()

@@ -382,8 +382,10 @@ pub struct Request<'a> {
     pub exclude_seen: bool,
     pub candidates: Option<&'a [i64]>,
     /// The live items table as (item id, text), for models that encode item text (two_tower):
-    /// items trained without are encoded from their text and can be recommended. Sorted by id
-    /// as the glue reads it (then found by merging, not by a search per row).
+    /// items trained without are encoded from their text and can be recommended. Scoring reads
+    /// only the rows of items the model was not trained on (the glue passes just those unless
+    /// reasons, which name any item by its text, are asked for). Sorted by id as the glue reads
+    /// it (then found by merging, not by a search per row).
     pub items: &'a [(i64, String)],
     /// λ of maximal-marginal-relevance re-ranking, in [0, 1]: 0 ranks by score alone.
     pub diversity: f32,

@@ -40,6 +40,13 @@ struct Entry {
     table: pg_sys::Oid,
     stamp: Stamp,
     texts: Texts,
+    /// The rows of `texts` the model was not trained on, once asked for.
+    untrained: Option<Texts>,
+}
+
+/// The rows of `texts` whose item is not in `trained` (the model's sorted item ids).
+fn untrained_of(texts: &[(i64, String)], trained: &[i64]) -> Texts {
+    Rc::new(crate::engine::model::untrained_rows(trained, texts).into_iter().cloned().collect())
 }
 
 /// Entries kept (one per text model served by this backend, most recent last).
@@ -146,30 +153,44 @@ fn regclass(name: &str) -> Option<pg_sys::Oid> {
 /// changed since they were read, else `read()` (and kept when the reading is settled). Rows
 /// whose text is not `row_only` (a subquery, or a function that is not immutable, in item_text)
 /// are read on every call: a change elsewhere would not show in the items table's stamp.
-pub fn texts(row: &ModelRow, items: &str, row_only: bool, read: impl FnOnce() -> SqlResult<Vec<(i64, String)>>) -> SqlResult<Texts> {
+/// With `untrained_only` (the model's sorted item ids), only the rows of items it was not
+/// trained on, which is all that scoring needs: kept beside the rows, so that a call does not
+/// sift the whole catalogue for the few items added since training.
+pub fn texts(row: &ModelRow, items: &str, row_only: bool, untrained_only: Option<&[i64]>, read: impl FnOnce() -> SqlResult<Vec<(i64, String)>>) -> SqlResult<Texts> {
+    let view = |texts: Texts| match untrained_only {
+        Some(trained) => untrained_of(&texts, trained),
+        None => texts,
+    };
     // A catalog lookup (no query, no transaction id: the serving path runs on hot standbys).
     let table = if row_only { regclass(items) } else { None };
     let Some(table) = table else {
         // Not to be kept, or gone (then the read reports it with its SQLSTATE).
-        return Ok(Rc::new(read()?));
+        return Ok(view(Rc::new(read()?)));
     };
     let model = (row.id, row.trained_at.clone());
     let before = stamp(table);
     if let Some(now) = before {
-        let hit = CACHE.with_borrow(|c| c.iter().find(|e| e.model == model && e.table == table && e.stamp == now).map(|e| e.texts.clone()));
+        let hit = CACHE.with_borrow_mut(|c| {
+            let e = c.iter_mut().find(|e| e.model == model && e.table == table && e.stamp == now)?;
+            Some(match untrained_only {
+                Some(trained) => e.untrained.get_or_insert_with(|| untrained_of(&e.texts, trained)).clone(),
+                None => e.texts.clone(),
+            })
+        });
         if let Some(texts) = hit {
             return Ok(texts);
         }
     }
     let texts: Texts = Rc::new(read()?);
+    let untrained = untrained_only.map(|trained| untrained_of(&texts, trained));
     if let Some(stamp) = before.filter(|_| settled(table)) {
         CACHE.with_borrow_mut(|c| {
             c.retain(|e| !(e.model == model && e.table == table));
-            c.push(Entry { model, table, stamp, texts: texts.clone() });
+            c.push(Entry { model, table, stamp, texts: texts.clone(), untrained: untrained.clone() });
             if c.len() > ENTRIES {
                 c.remove(0);
             }
         });
     }
-    Ok(texts)
+    Ok(untrained.unwrap_or(texts))
 }

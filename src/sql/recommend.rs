@@ -27,14 +27,16 @@ fn with_history(row: &ModelRow, user_id: i64) -> SqlResult<(Rc<Model>, Source, V
 
 /// The items table's (item id, text) rows, read as the model's owner (its item_text expression is
 /// the owner's SQL), for models that encode item text, and for reasons (which name items by their
-/// text) of any model trained with an items table; empty otherwise.
+/// text) of any model trained with an items table; empty otherwise. Without reasons, only the
+/// rows of items the model was not trained on (all that scoring reads: `Request::items`).
 /// Kept per backend while the items table does not change (`item_cache`).
 pub(crate) fn item_texts(row: &ModelRow, fitted: &Model, source: &Source, for_reasons: bool) -> SqlResult<crate::sql::item_cache::Texts> {
     let Some(items) = source.items.as_deref().filter(|_| fitted.reads_item_text() || for_reasons) else {
         return Ok(Default::default());
     };
+    let untrained_only = (!for_reasons).then_some(&fitted.item_ids[..]);
     as_model_owner(&row.name, row.owner, || {
-        crate::sql::item_cache::texts(row, items, source.item_text_row_only != Some(false), || source.item_texts())
+        crate::sql::item_cache::texts(row, items, source.item_text_row_only != Some(false), untrained_only, || source.item_texts())
     })
 }
 
