@@ -45,6 +45,9 @@ mod sql;
 ::pgrx::extension_sql_file!("../sql/pg_recsys--0.6.0--0.7.0.sql", name = "upgrade_0_7_0", requires = ["upgrade_0_6_0"]);
 
 #[cfg(feature = "pg")]
+::pgrx::extension_sql_file!("../sql/pg_recsys--0.7.0--0.7.1.sql", name = "upgrade_0_7_1", requires = ["upgrade_0_7_0"]);
+
+#[cfg(feature = "pg")]
 #[::pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     // Environment only, no threads: Candle's CPU threads stay inside recsys.max_threads.

@@ -169,9 +169,15 @@ pub const PORTFOLIO: &[(&str, &str)] = &[
 ];
 
 /// Hybrid weights tried for each pair (the first member is the better one).
-pub const HYBRID_WEIGHTS: &[f64] = &[0.5, 0.7];
-/// How many of the next best algorithms are each paired with the best one in a hybrid.
-pub const HYBRID_PARTNERS: usize = 2;
+pub const HYBRID_WEIGHTS: &[f64] = &[0.3, 0.5, 0.7];
+/// How many of the best algorithms are paired with each other in hybrids (every pair of them).
+pub const HYBRID_TOP: usize = 3;
+
+/// The pairs of ranks (better first) among the best `top` of `n` algorithms, best pairs first.
+pub fn hybrid_pairs(n: usize, top: usize) -> Vec<(usize, usize)> {
+    let top = top.min(n);
+    (0..top).flat_map(|a| (a + 1..top).map(move |b| (a, b))).collect()
+}
 
 /// A hybrid of two (algorithm, params) members with the first's weight `w`.
 /// Members take no weighting of their own (the hybrid's applies to both): it is left out.
@@ -319,6 +325,13 @@ pub fn score(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn hybrids_pair_every_two_of_the_best_three() {
+        assert_eq!(hybrid_pairs(6, 3), vec![(0, 1), (0, 2), (1, 2)]);
+        assert_eq!(hybrid_pairs(2, 3), vec![(0, 1)]);
+        assert!(hybrid_pairs(1, 3).is_empty());
+    }
 
     #[test]
     fn grid_is_the_cartesian_product() {
