@@ -156,7 +156,7 @@ pub fn user_share(train: &Interactions, valid: &Interactions, share: f64, seed: 
 }
 
 /// What `algorithm => 'auto'` tries: each algorithm's defaults first, then points of its space;
-/// then hybrids of the best with each of the next two. EASE's `dropout` (DLAE) is left out: on
+/// then hybrids of every pair of the best HYBRID_TOP. EASE's `dropout` (DLAE) is left out: on
 /// the validation splits of ML-100K and ml-latest-small no point with it beat plain EASE, so
 /// it only took EASE's trials.
 pub const PORTFOLIO: &[(&str, &str)] = &[
