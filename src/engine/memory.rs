@@ -6,6 +6,16 @@
 
 use crate::engine::{ErrorKind, RecsysError, Result};
 
+/// Every Rust allocation of the extension (and of the examples and benches that link it) goes to
+/// mimalloc; PostgreSQL's own memory (palloc, and C's malloc) does not. Training allocates and
+/// frees megabyte tensors at every step, mostly on the rayon workers: glibc gives each worker
+/// thread its own arena and hands freed pages back to the kernel (madvise), so the next step
+/// faults them in and zeroes them again. mimalloc keeps the pages for reuse a little while before
+/// it returns them. Measured on SASRec (ML-100K, 2 cores, `benches/neural.rs`): 3.35 → 2.40 s
+/// an epoch. Nothing allocated here is freed by PostgreSQL or C, nor the other way round.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What the kernel says can still be had without swapping (`MemAvailable`), where it says.
 pub fn available_bytes() -> Option<usize> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
