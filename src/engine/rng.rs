@@ -4,6 +4,18 @@
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unit(draw: u64) -> f64 {
+    (draw >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
 impl Rng {
     pub fn new(seed: u64) -> Self {
         // Mix the seed once so that nearby seeds give unrelated streams.
@@ -13,16 +25,22 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GAMMA);
+        mix(self.0)
     }
 
     /// Uniform in [0, 1).
     pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        unit(self.next_u64())
+    }
+
+    /// The next `n` values of `next_f64` as a function of their index, with the generator moved
+    /// past them: SplitMix64's state is a counter, so each draw can be computed on its own (in
+    /// parallel) and the stream is the same as drawing them one by one.
+    pub fn take_f64(&mut self, n: usize) -> impl Fn(usize) -> f64 + Sync {
+        let base = self.0;
+        self.0 = base.wrapping_add((n as u64).wrapping_mul(GAMMA));
+        move |k| unit(mix(base.wrapping_add((k as u64).wrapping_add(1).wrapping_mul(GAMMA))))
     }
 
     /// Standard normal (Box–Muller; one draw per call, the pair's second value is dropped).
@@ -56,6 +74,12 @@ mod tests {
         assert_eq!(a, b);
         let mut r = Rng::new(8);
         assert_ne!(a[0], r.next_u64());
+        // drawn by index, the same values and the same generator afterwards
+        let (mut one, mut other) = (Rng::new(9), Rng::new(9));
+        let serial: Vec<f64> = (0..100).map(|_| one.next_f64()).collect();
+        let at = other.take_f64(100);
+        assert_eq!((0..100).map(at).collect::<Vec<_>>(), serial);
+        assert_eq!(one.next_u64(), other.next_u64());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::engine::format::{In, Out};
 use crate::engine::interactions::Interactions;
 use crate::engine::interactions::index_of;
 use crate::engine::model::{Model, Request, Scored};
-use crate::engine::neural::{self, Dense, DeviceChoice, Norm, Schedule, Weights};
+use crate::engine::neural::{self, AttentionMask, Dense, DeviceChoice, Norm, Schedule, Weights};
 use crate::engine::params::Params;
 use crate::engine::recommender::{Recommender, Trainer};
 use crate::engine::rng::Rng;
@@ -68,14 +68,14 @@ impl PartialEq for Sasrec {
 /// Dropout while training: the generator and the rate.
 type Dropout<'a> = Option<(&'a mut Rng, f64)>;
 
+/// The dropout multipliers for `count` elements, drawn from the training's generator.
+fn keep(dropout: &mut Dropout, count: usize) -> Option<Vec<f32>> {
+    dropout.as_mut().and_then(|(rng, p)| neural::dropout_keep(rng, count, *p))
+}
+
 fn drop(x: Tensor, dropout: &mut Dropout) -> Result<Tensor> {
-    match dropout {
-        Some((rng, p)) => match neural::dropout_mask(rng, x.dims(), *p, x.device())? {
-            Some(mask) => Ok(x.mul(&mask)?),
-            None => Ok(x),
-        },
-        None => Ok(x),
-    }
+    let keep = keep(dropout, x.elem_count());
+    Ok(neural::dropout(&x, keep)?)
 }
 
 /// One pre-norm self-attention block (`b<k>.*`): one head, then a two-layer ReLU feed-forward.
@@ -108,18 +108,12 @@ impl Block {
         })
     }
 
-    /// x: (batch·len × d); mask: (batch, len, len), 0 where a position may attend, −1e9 elsewhere.
-    fn forward(&self, x: &Tensor, mask: &Tensor, batch: usize, len: usize, dropout: &mut Dropout) -> Result<Tensor> {
-        let d = x.dim(1)?;
-        let scale = (d as f64).sqrt();
+    /// x: (batch·len × d) rows of the batch's sequences, `mask` their attention mask.
+    fn forward(&self, x: &Tensor, mask: &AttentionMask, dropout: &mut Dropout) -> Result<Tensor> {
         let q_in = self.ln1.forward(x)?;
-        let q = self.q.forward(&q_in)?.reshape((batch, len, d))?;
-        let k = self.k.forward(x)?.reshape((batch, len, d))?;
-        let v = self.v.forward(x)?.reshape((batch, len, d))?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / scale)?;
-        let attn = neural::masked_softmax(&scores, mask)?;
-        let attn = drop(attn, dropout)?;
-        let out = attn.matmul(&v)?.reshape((batch * len, d))?;
+        let (q, k, v) = (self.q.forward(&q_in)?, self.k.forward(x)?, self.v.forward(x)?);
+        let weights = keep(dropout, mask.weights());
+        let out = neural::attention(&q, &k, &v, mask, weights)?;
         let out = drop(self.o.forward(&out)?, dropout)?;
         let y = self.ln2.forward(&q_in.add(&out)?)?;
         let f = drop(self.ffn2.forward(&self.ffn1.forward(&y)?.relu()?)?, dropout)?;
@@ -157,23 +151,12 @@ impl Encoder {
     /// Hidden states (batch·len × d) for left-padded sequences (0 = padding, item i = i + 1).
     fn forward(&self, seqs: &[u32], len: usize, mut dropout: Dropout) -> Result<Tensor> {
         let dev = self.item_emb.device();
-        let batch = seqs.len() / len;
         let d = self.item_emb.dim(1)?;
         let ids = Tensor::from_slice(seqs, seqs.len(), dev)?;
         let positions: Vec<u32> = (0..seqs.len()).map(|k| (k % len) as u32).collect();
         let positions = Tensor::from_vec(positions, seqs.len(), dev)?;
         // Attention mask: a position sees itself and earlier non-padding positions.
-        let mut mask = vec![0f32; batch * len * len];
-        for b in 0..batch {
-            for i in 0..len {
-                for j in 0..len {
-                    if j > i || seqs[b * len + j] == 0 {
-                        mask[(b * len + i) * len + j] = -1e9;
-                    }
-                }
-            }
-        }
-        let mask = Tensor::from_vec(mask, (batch, len, len), dev)?;
+        let mask = AttentionMask::causal(seqs, len);
         let x = (self.item_emb.index_select(&ids, 0)? * (d as f64).sqrt())?;
         let x = x.add(&self.pos_emb.index_select(&positions, 0)?)?;
         // Padding positions are not zeroed after each block (SASRec's reference code multiplies
@@ -182,7 +165,7 @@ impl Encoder {
         // position's state, and every gradient, is the same without those multiplications.
         let mut x = drop(x, &mut dropout)?;
         for block in &self.blocks {
-            x = block.forward(&x, &mask, batch, len, &mut dropout)?;
+            x = block.forward(&x, &mask, &mut dropout)?;
         }
         Ok(self.ln.forward(&x)?)
     }
