@@ -52,6 +52,7 @@ mod sql;
 pub extern "C-unwind" fn _PG_init() {
     // Environment only, no threads: Candle's CPU threads stay inside recsys.max_threads.
     engine::neural::settle_candle_threads();
+    engine::memory::settle_allocator();
     sql::gucs::init();
     sql::progress::init();
 }

@@ -291,6 +291,7 @@ impl Spec {
 
     /// Fit on `pool`; neural models train on `device` (the others ignore it).
     pub fn fit(&self, data: &Interactions, device: DeviceChoice, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Model> {
+        let _reuse = crate::engine::memory::Training::begin(pool);
         let weighting = Weighting::fit(self.weighting, &data.matrix);
         let drop_negative = !self.trainer.uses_negative_weights() && data.matrix.values.iter().any(|&v| v < 0.0);
         let weighted;

@@ -26,6 +26,8 @@ thread_local! {
 }
 
 pub fn get(row: &ModelRow) -> SqlResult<Rc<Model>> {
+    // What is served from here runs on the backend's thread, none other (see the function).
+    crate::engine::neural::serve_on_this_thread();
     let key: Key = (row.id, row.trained_at.clone());
     let budget = gucs::model_cache_bytes();
     let hit = CACHE.with_borrow_mut(|cache| {

@@ -142,6 +142,7 @@ pub(crate) fn training_pool(algorithm: &str, spec: &Spec, data: &Interactions) -
     // Under the cap, but more than this machine has free now: ERROR 53200 before allocating,
     // rather than an allocation that aborts the backend or an out-of-memory kill later.
     crate::engine::memory::check_available(needed, &format!("training {algorithm}"))?;
+    crate::engine::neural::serve_on_this_thread();
     Ok(rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
