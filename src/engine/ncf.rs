@@ -102,7 +102,7 @@ impl NeuMf {
         let gmf = rows[0].mul(rows[1])?;
         let mut h = Tensor::cat(&[rows[2], rows[3]], 1)?;
         for layer in &self.mlp {
-            h = layer.forward_relu(&h)?;
+            h = layer.forward(&h)?.relu()?;
         }
         self.out.forward(&Tensor::cat(&[gmf, h], 1)?)?.squeeze(1)
     }

@@ -229,141 +229,82 @@ pub fn linear(inputs: usize, outputs: usize, bias_init: Init, vb: VarBuilder) ->
     Ok(Dense { weight, bias })
 }
 
-/// x·Wᵀ + b, candle-nn's `Linear` with the same weights, and `forward_relu` with a ReLU after it.
-/// On the CPU, for rows of a matrix, one fused op: the product, the bias and the ReLU forward, and
-/// its backward forms the input's and weight's gradients and the bias's column sums in one node
-/// (Candle's product, broadcast add and ReLU are three nodes, each with a gradient allocated,
-/// zeroed and added to, and its strided bias reduction alone was a tenth of a SASRec epoch);
-/// elsewhere, or for batched inputs, Candle's `Linear` and `relu`.
+/// x·Wᵀ + b, candle-nn's `Linear` with the same weights. On the CPU, for rows of a matrix, the
+/// bias is added by one fused op whose backward sums the gradient's columns in one pass (Candle's
+/// broadcast add keeps a broadcast copy and reduces over the strided rows: a tenth of a SASRec
+/// epoch); elsewhere, or for batched inputs, Candle's `Linear`.
 #[derive(Clone, Debug)]
 pub struct Dense {
     weight: Tensor,
     bias: Tensor,
 }
 
-impl Dense {
-    pub fn forward_relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.affine(x, true)
-    }
-
-    fn affine(&self, x: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
-        if x.device().is_cpu() && x.rank() == 2 && x.dtype() == DType::F32 {
-            x.contiguous()?.apply_op3(&self.weight, &self.bias, Affine { relu })
-        } else {
-            let y = Linear::new(self.weight.clone(), Some(self.bias.clone())).forward(x)?;
-            if relu {
-                y.relu()
-            } else {
-                Ok(y)
-            }
-        }
-    }
-}
-
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.affine(x, false)
-    }
-}
-
-/// x (rows × inputs) · Wᵀ (W: outputs × inputs) + b, then max(0, ·) when `relu`.
-struct Affine {
-    relu: bool,
-}
-
-/// How a product over `rows` rows is split: over the calling pool for a training batch, on the
-/// calling thread for the few rows of a serving call (which never starts rayon's global pool).
-fn rows_par(rows: usize) -> faer::Par {
-    if rows >= 512 {
-        faer::Par::rayon(rayon::current_num_threads())
-    } else {
-        faer::Par::Seq
-    }
-}
-
-impl CustomOp3 for Affine {
-    fn name(&self) -> &'static str {
-        "fused-linear"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        use faer::{Accum, MatMut, MatRef};
-        let (x, inputs) = rows_of(s1, l1, "linear input")?;
-        let (w, w_inputs) = rows_of(s2, l2, "linear weight")?;
-        let (b, _) = rows_of(s3, l3, "linear bias")?;
-        let (rows, outputs) = (x.len() / inputs, b.len());
-        if l1.dims().len() != 2 || l2.dims().len() != 2 || w_inputs != inputs || w.len() != outputs * inputs {
-            candle_core::bail!("linear: expects rows × inputs, outputs × inputs weights and outputs biases");
+        if x.device().is_cpu() && x.rank() == 2 && x.dtype() == DType::F32 {
+            x.matmul(&self.weight.t()?)?.apply_op2(&self.bias, BiasAdd)
+        } else {
+            Linear::new(self.weight.clone(), Some(self.bias.clone())).forward(x)
         }
-        let mut out = vec![0f32; rows * outputs];
-        let (xm, wm) = (MatRef::from_row_major_slice(x, rows, inputs), MatRef::from_row_major_slice(w, outputs, inputs));
-        matmul(MatMut::from_row_major_slice_mut(&mut out, rows, outputs), Accum::Replace, xm, wm.transpose(), 1.0, rows_par(rows));
-        out.par_chunks_mut(outputs * ROWS_PER_TASK).for_each(|o| {
-            for row in o.chunks_mut(outputs) {
-                row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-                if self.relu {
-                    row.iter_mut().for_each(|o| *o = o.max(0.0));
-                }
+    }
+}
+
+/// Each row plus the bias.
+struct BiasAdd;
+/// The sum of a matrix's rows (its column sums).
+struct ColumnSum;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "bias-add"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, d) = rows_of(s1, l1, "bias-add input")?;
+        let (b, _) = rows_of(s2, l2, "bias")?;
+        if b.len() != d {
+            candle_core::bail!("bias add: the bias must have the input's last dimension");
+        }
+        let mut out = vec![0f32; x.len()];
+        let task = d * ROWS_PER_TASK;
+        out.par_chunks_mut(task).zip(x.par_chunks(task)).for_each(|(o, x)| {
+            for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
+                o.iter_mut().zip(x).zip(b).for_each(|((o, x), b)| *o = x + b);
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from((rows, outputs))))
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    /// With g the gradient (times the ReLU's 0/1 where there is one): dx = g·W, dW = gᵀ·x, db = Σ g.
-    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        use faer::{Accum, MatMut, MatRef};
-        let grad = grad.contiguous()?;
-        let (rows, inputs) = x.dims2()?;
-        let outputs = w.dim(0)?;
-        let (dx, dw, db) = with_cpu_data(&[x, w, res, &grad], |t| {
-            let (x, w, y, g) = (t[0], t[1], t[2], t[3]);
-            let g: std::borrow::Cow<[f32]> = match self.relu {
-                true => g.par_iter().zip(y.par_iter()).with_min_len(4096).map(|(g, y)| if *y > 0.0 { *g } else { 0.0 }).collect::<Vec<f32>>().into(),
-                false => g.into(),
-            };
-            let gm = MatRef::from_row_major_slice(&g, rows, outputs);
-            let (mut dx, mut dw) = (vec![0f32; rows * inputs], vec![0f32; outputs * inputs]);
-            let par = rows_par(rows);
-            matmul(MatMut::from_row_major_slice_mut(&mut dx, rows, inputs), Accum::Replace, gm, MatRef::from_row_major_slice(w, outputs, inputs), 1.0, par);
-            matmul(MatMut::from_row_major_slice_mut(&mut dw, outputs, inputs), Accum::Replace, gm.transpose(), MatRef::from_row_major_slice(x, rows, inputs), 1.0, par);
-            Ok((dx, dw, column_sums(&g, outputs)))
-        })?;
-        let dev = grad.device();
-        Ok((Some(Tensor::from_vec(dx, x.shape(), dev)?), Some(Tensor::from_vec(dw, w.shape(), dev)?), Some(Tensor::from_vec(db, outputs, dev)?)))
+    fn bwd(&self, _x: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad.clone()), Some(grad.contiguous()?.apply_op1_no_bwd(&ColumnSum)?)))
     }
 }
 
-/// The sums of the columns of rows of width `d`: partial sums per task, added in task order, so
-/// the same sums whatever the threads did.
-fn column_sums(g: &[f32], d: usize) -> Vec<f32> {
-    let task = d * ROWS_PER_TASK * 4;
-    let partial: Vec<Vec<f32>> = g
-        .par_chunks(task)
-        .map(|rows| {
-            let mut acc = vec![0f32; d];
-            for row in rows.chunks(d) {
-                acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
-            }
-            acc
-        })
-        .collect();
-    let mut sums = vec![0f32; d];
-    for acc in partial {
-        sums.iter_mut().zip(acc).for_each(|(s, a)| *s += a);
+impl CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "column-sum"
     }
-    sums
-}
 
-/// `f` over the contiguous f32 data of CPU tensors, read-locked meanwhile (the fused backward
-/// passes read their inputs this way).
-fn with_cpu_data<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> candle_core::Result<R>) -> candle_core::Result<R> {
-    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-    let mut data = Vec::with_capacity(guards.len());
-    for (storage, layout) in &guards {
-        let candle_core::Storage::Cpu(s) = &**storage else { candle_core::bail!("a fused backward pass off the CPU") };
-        data.push(rows_of(s, layout, "fused backward input")?.0);
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (g, d) = rows_of(s, l, "column sum input")?;
+        let task = d * ROWS_PER_TASK * 4;
+        // Partial sums per task, added in task order: the same sum whatever the threads did.
+        let partial: Vec<Vec<f32>> = g
+            .par_chunks(task)
+            .map(|rows| {
+                let mut acc = vec![0f32; d];
+                for row in rows.chunks(d) {
+                    acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                }
+                acc
+            })
+            .collect();
+        let mut sums = vec![0f32; d];
+        for acc in partial {
+            sums.iter_mut().zip(acc).for_each(|(s, a)| *s += a);
+        }
+        Ok((CpuStorage::F32(sums), Shape::from(d)))
     }
-    f(&data)
 }
 
 /// Layer normalisation over the last dimension, `weight` (ones) and `bias` (zeros) as its
@@ -1022,35 +963,40 @@ impl CustomOp3 for Attention {
             candle_core::bail!("attention: backward without its forward pass")
         };
         let grad = grad.contiguous()?;
-        let (len, d) = (self.mask.len, q.dim(D::Minus1)?);
+        let guards = [q, k, v, &grad].map(|t| t.storage_and_layout());
+        let mut inputs = Vec::with_capacity(4);
+        for (storage, layout) in &guards {
+            let candle_core::Storage::Cpu(s) = &**storage else { candle_core::bail!("attention: backward off the CPU") };
+            inputs.push(rows_of(s, layout, "attention backward")?.0);
+        }
+        let (q, k, v, g) = (inputs[0], inputs[1], inputs[2], inputs[3]);
+        let (len, d) = (self.mask.len, q.len() / (self.mask.batch * self.mask.len).max(1));
         let (ll, ld) = (len * len, len * d);
-        let (dq, dk, dv) = with_cpu_data(&[q, k, v, &grad], |t| {
-            let (q, k, v, g) = (t[0], t[1], t[2], t[3]);
-            if g.len() != q.len() || probs.len() != self.mask.batch * ll || q.len() != self.mask.batch * ld {
-                candle_core::bail!("attention: the gradient does not match the forward pass");
+        if g.len() != q.len() || probs.len() != self.mask.batch * ll {
+            candle_core::bail!("attention: the gradient does not match the forward pass");
+        }
+        let (mut dq, mut dk, mut dv) = (vec![0f32; q.len()], vec![0f32; q.len()], vec![0f32; q.len()]);
+        dq.par_chunks_mut(ld).zip(dk.par_chunks_mut(ld).zip(dv.par_chunks_mut(ld))).enumerate().for_each(|(b, (dq, (dk, dv)))| {
+            let rows = |x| sequence_rows(x, b, len, d);
+            let p = &probs[b * ll..(b + 1) * ll];
+            let w = self.dropped(p, b);
+            matmul(MatMut::from_row_major_slice_mut(dv, len, d), Accum::Replace, MatRef::from_row_major_slice(&w, len, len).transpose(), rows(g), 1.0, Par::Seq);
+            let mut ds = vec![0f32; ll];
+            matmul(MatMut::from_row_major_slice_mut(&mut ds, len, len), Accum::Replace, rows(g), rows(v).transpose(), 1.0, Par::Seq);
+            if let Some(keep) = &self.keep {
+                ds.iter_mut().zip(&keep[b * ll..(b + 1) * ll]).for_each(|(x, m)| *x *= m);
             }
-            let (mut dq, mut dk, mut dv) = (vec![0f32; q.len()], vec![0f32; q.len()], vec![0f32; q.len()]);
-            dq.par_chunks_mut(ld).zip(dk.par_chunks_mut(ld).zip(dv.par_chunks_mut(ld))).enumerate().for_each(|(b, (dq, (dk, dv)))| {
-                let rows = |x| sequence_rows(x, b, len, d);
-                let p = &probs[b * ll..(b + 1) * ll];
-                let w = self.dropped(p, b);
-                matmul(MatMut::from_row_major_slice_mut(dv, len, d), Accum::Replace, MatRef::from_row_major_slice(&w, len, len).transpose(), rows(g), 1.0, Par::Seq);
-                let mut ds = vec![0f32; ll];
-                matmul(MatMut::from_row_major_slice_mut(&mut ds, len, len), Accum::Replace, rows(g), rows(v).transpose(), 1.0, Par::Seq);
-                if let Some(keep) = &self.keep {
-                    ds.iter_mut().zip(&keep[b * ll..(b + 1) * ll]).for_each(|(x, m)| *x *= m);
-                }
-                for (dsr, pr) in ds.chunks_mut(len).zip(p.chunks(len)) {
-                    let dot: f32 = dsr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                    dsr.iter_mut().zip(pr).for_each(|(x, p)| *x = p * (*x - dot));
-                }
-                let ds = MatRef::from_row_major_slice(&ds, len, len);
-                matmul(MatMut::from_row_major_slice_mut(dq, len, d), Accum::Replace, ds, rows(k), self.scale, Par::Seq);
-                matmul(MatMut::from_row_major_slice_mut(dk, len, d), Accum::Replace, ds.transpose(), rows(q), self.scale, Par::Seq);
-            });
-            Ok((dq, dk, dv))
-        })?;
-        let (shape, dev) = (q.shape().clone(), grad.device());
+            for (dsr, pr) in ds.chunks_mut(len).zip(p.chunks(len)) {
+                let dot: f32 = dsr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                dsr.iter_mut().zip(pr).for_each(|(x, p)| *x = p * (*x - dot));
+            }
+            let ds = MatRef::from_row_major_slice(&ds, len, len);
+            matmul(MatMut::from_row_major_slice_mut(dq, len, d), Accum::Replace, ds, rows(k), self.scale, Par::Seq);
+            matmul(MatMut::from_row_major_slice_mut(dk, len, d), Accum::Replace, ds.transpose(), rows(q), self.scale, Par::Seq);
+        });
+        let shape = guards[0].1.shape().clone();
+        let dev = grad.device();
+        drop(guards);
         Ok((Some(Tensor::from_vec(dq, shape.clone(), dev)?), Some(Tensor::from_vec(dk, shape.clone(), dev)?), Some(Tensor::from_vec(dv, shape, dev)?)))
     }
 }
@@ -1252,16 +1198,6 @@ mod tests {
         // a batched (3-D) input takes Candle's path and gives the same rows
         let x3 = x.as_tensor().reshape((7, 100, 6)).unwrap();
         assert_close(&flat(&dense.forward(&x3).unwrap()), &flat(&theirs), 1e-5);
-        // with the ReLU: values and gradients as Candle's relu after its Linear
-        let ours = dense.forward_relu(x.as_tensor()).unwrap();
-        let theirs = theirs.relu().unwrap();
-        assert_close(&flat(&ours), &flat(&theirs), 1e-5);
-        assert!(flat(&ours).contains(&0.0) && flat(&ours).iter().any(|&v| v > 0.0));
-        let (g1, g2) = (grads_of(&ours, &probe, &[&x, &w, &b]), grads_of(&theirs, &probe, &[&x, &w, &b]));
-        for (a, b) in g1.iter().zip(&g2) {
-            assert_close(a, b, 1e-3);
-        }
-        assert_close(&flat(&dense.forward_relu(&x3).unwrap()), &flat(&theirs), 1e-5);
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Block {
         let out = neural::attention(&q, &k, &v, mask, weights)?;
         let out = drop(self.o.forward(&out)?, dropout)?;
         let y = self.ln2.forward(&q_in.add(&out)?)?;
-        let f = drop(self.ffn2.forward(&self.ffn1.forward_relu(&y)?)?, dropout)?;
+        let f = drop(self.ffn2.forward(&self.ffn1.forward(&y)?.relu()?)?, dropout)?;
         Ok(y.add(&f)?)
     }
 }

@@ -109,7 +109,7 @@ impl Towers {
     }
 
     fn mlp(x: &Tensor, layers: &[Dense; 2]) -> candle_core::Result<Tensor> {
-        layers[1].forward(&layers[0].forward_relu(x)?)
+        layers[1].forward(&layers[0].forward(x)?.relu()?)
     }
 
     /// Item-tower vectors (rows × d) for text bags, plus `ids` rows of the id embedding scaled by
