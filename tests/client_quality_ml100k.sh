@@ -82,7 +82,7 @@ check ncf 0.3725 0.3754  # no peer: our own measured figure (sparse Adam embeddi
 check ease 0.4370 0.4381  # measured 0.4396; lambda chosen by recsys.tune on a validation split of train
 check rp3 0.4000 0.4021  # measured 0.4021; peer: numpy RP3beta, same params (make bench-frontier)
 check slim 0.4360 0.4380  # measured 0.4385; peer: scikit-learn ElasticNet SLIM, same params
-check auto 0.4500 0.4466  # 'auto' deploys slim 0.4 + als 0.4 + rp3beta 0.2: measured 0.4541 (slim + als at 0.5 each before the third member, 0.4523; ALS alone, 0.4466, before it held out 0.1 and paired the best three)
+check auto 0.4500 0.4466  # 'auto' deploys a hybrid of slim and als (0.5 each): measured 0.4523; ALS alone (0.4466) before it held out 0.1 and paired the best three
 # 'auto' on the pos4 split (ratings >= 4 are the positives): measured 0.3383 (a hybrid of slim
 # and als); 0.3339 before it held out 0.1 and paired the best three.
 SPLIT4=$SHARED/eval/splits/ml100k_implicit_pos4

@@ -179,51 +179,23 @@ pub fn hybrid_pairs(n: usize, top: usize) -> Vec<(usize, usize)> {
     (0..top).flat_map(|a| (a + 1..top).map(move |b| (a, b))).collect()
 }
 
-/// A member's params in a hybrid: without a weighting of its own (the hybrid's applies to all).
-fn member_params(p: &Value) -> Value {
-    let mut p = p.clone();
-    if let Some(o) = p.as_object_mut() {
-        ["weighting", "bm25_k1", "bm25_b"].iter().for_each(|k| {
-            o.remove(*k);
-        });
-    }
-    p
-}
-
 /// A hybrid of two (algorithm, params) members with the first's weight `w`.
+/// Members take no weighting of their own (the hybrid's applies to both): it is left out.
 pub fn hybrid_of(a: (&str, &Value), b: (&str, &Value), w: f64) -> Value {
+    let member = |p: &Value| {
+        let mut p = p.clone();
+        if let Some(o) = p.as_object_mut() {
+            ["weighting", "bm25_k1", "bm25_b"].iter().for_each(|k| {
+                o.remove(*k);
+            });
+        }
+        p
+    };
+    let (a, b) = ((a.0, member(a.1)), (b.0, member(b.1)));
     json!({"members": [
-        {"algorithm": a.0, "params": member_params(a.1), "weight": w},
-        {"algorithm": b.0, "params": member_params(b.1), "weight": 1.0 - w}
+        {"algorithm": a.0, "params": a.1, "weight": w},
+        {"algorithm": b.0, "params": b.1, "weight": 1.0 - w}
     ]})
-}
-
-/// The weight a third member is tried at, added to the best hybrid of two (whose weights are
-/// scaled to the rest): one step of greedy forward selection of an ensemble (Caruana et al.
-/// 2004), over every algorithm of the portfolio, so a model that is weak alone but ranks
-/// differently (rp3beta next to slim and als) can still join.
-pub const THIRD_MEMBER_WEIGHT: f64 = 0.2;
-
-/// `hybrid` (a hybrid's params) with one more member `c` of weight `w`, the others scaled by
-/// 1 − w; `None` when `hybrid` has no members list or already has `c`'s algorithm.
-pub fn with_member(hybrid: &Value, c: (&str, &Value), w: f64) -> Option<Value> {
-    let members = hybrid.get("members")?.as_array()?;
-    if members.iter().any(|m| m.get("algorithm").and_then(Value::as_str) == Some(c.0)) {
-        return None;
-    }
-    let mut out: Vec<Value> = members
-        .iter()
-        .map(|m| {
-            let mut m = m.clone();
-            let scaled = m.get("weight").and_then(Value::as_f64).unwrap_or(1.0) * (1.0 - w);
-            m["weight"] = json!(scaled);
-            m
-        })
-        .collect();
-    out.push(json!({"algorithm": c.0, "params": member_params(c.1), "weight": w}));
-    let mut h = hybrid.clone();
-    h["members"] = Value::Array(out);
-    Some(h)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -399,20 +371,6 @@ mod tests {
         // a hybrid of two tuned members (their effective params) parses
         let h = hybrid_of((effective[0].0, &effective[0].1), (effective[1].0, &effective[1].1), 0.7);
         crate::engine::model::Spec::parse("hybrid", &h).unwrap();
-        // and with a third member: the pair's weights scaled, the third's weight, params parse
-        let three = with_member(&h, (effective[2].0, &effective[2].1), THIRD_MEMBER_WEIGHT).unwrap();
-        let weights: Vec<f64> = three["members"].as_array().unwrap().iter().map(|m| m["weight"].as_f64().unwrap()).collect();
-        assert_close_all(&weights, &[0.7 * 0.8, 0.3 * 0.8, 0.2]);
-        assert_eq!(three["members"][2]["algorithm"], effective[2].0);
-        crate::engine::model::Spec::parse("hybrid", &three).unwrap();
-        // a member already there is not added twice; a single model has no members to extend
-        assert!(with_member(&h, (effective[0].0, &effective[0].1), 0.2).is_none());
-        assert!(with_member(&effective[0].1, (effective[2].0, &effective[2].1), 0.2).is_none());
-    }
-
-    fn assert_close_all(a: &[f64], b: &[f64]) {
-        assert_eq!(a.len(), b.len());
-        a.iter().zip(b).for_each(|(x, y)| assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}"));
     }
 
     #[test]

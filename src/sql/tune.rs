@@ -15,7 +15,7 @@ use crate::engine::interactions::Interactions;
 use crate::engine::model::Spec;
 use crate::engine::rng::Rng;
 use crate::engine::split::check_fraction;
-use crate::engine::tune::{grid_points, MAX_POINTS, halving_rungs, holdout, hybrid_of, score, user_share, with_member, Metric, Space, hybrid_pairs, HYBRID_TOP, HYBRID_WEIGHTS, PORTFOLIO, THIRD_MEMBER_WEIGHT};
+use crate::engine::tune::{grid_points, MAX_POINTS, halving_rungs, holdout, hybrid_of, score, user_share, Metric, Space, hybrid_pairs, HYBRID_TOP, HYBRID_WEIGHTS, PORTFOLIO};
 use crate::engine::{ErrorKind, RecsysError};
 use crate::sql::errors::{required, spi, SqlResult};
 use crate::sql::source::Source;
@@ -260,7 +260,7 @@ fn tune_search(
     let data = read_source(&source)?;
     let (train, valid) = holdout(&data, fraction, seed)?;
     let rungs = if halving { halving_rungs(list.len()) } else { vec![(list.len(), 1.0)] };
-    let planned = rungs.iter().map(|r| r.0).sum::<usize>() + if algorithm == "auto" { hybrid_pairs(PORTFOLIO.len(), HYBRID_TOP).len() * HYBRID_WEIGHTS.len() + PORTFOLIO.len() - 2 } else { 0 };
+    let planned = rungs.iter().map(|r| r.0).sum::<usize>() + if algorithm == "auto" { hybrid_pairs(PORTFOLIO.len(), HYBRID_TOP).len() * HYBRID_WEIGHTS.len() } else { 0 };
     let mut s = Search { train: &train, valid: &valid, metric, k: k as usize, seed, started, seconds: time_budget, fits: 0, planned };
     s.rungs(&mut list, halving)?;
     if algorithm == "auto" {
@@ -280,19 +280,6 @@ fn tune_search(
                 let mut t = Trial::new("hybrid", &hybrid_of((ma.0, &ma.1), (mb.0, &mb.1), w))?;
                 if !s.run(&mut t, 1.0)? {
                     break 'hybrids;
-                }
-                list.push(t);
-            }
-        }
-        // Then the best hybrid of two with each other algorithm's best model as a third member.
-        let pairs = list.iter().enumerate().filter(|(_, t)| t.algorithm == "hybrid" && t.last().is_some());
-        if let Some((pair, _)) = pairs.reduce(|b, c| if metric.better(c.1.last().unwrap().1, b.1.last().unwrap().1) { c } else { b }) {
-            let pair = list[pair].params.clone();
-            for &c in &by_algorithm {
-                let Some(three) = with_member(&pair, (list[c].algorithm, &list[c].params), THIRD_MEMBER_WEIGHT) else { continue };
-                let mut t = Trial::new("hybrid", &three)?;
-                if !s.run(&mut t, 1.0)? {
-                    break;
                 }
                 list.push(t);
             }
