@@ -90,7 +90,9 @@ fn item_texts(shared: &str) -> Vec<(i64, String)> {
 }
 
 fn main() {
-    // As the extension's _PG_init does: Candle's CPU threads inside the training's pool.
+    // As the extension's _PG_init does: the allocator's settings, Candle's CPU threads inside the
+    // training's pool.
+    pg_recsys::engine::memory::settle_allocator();
     pg_recsys::engine::neural::settle_candle_threads();
     let args: Vec<String> = std::env::args().collect();
     let shared = arg(&args, "--shared", "../shared");

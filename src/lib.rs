@@ -50,9 +50,10 @@ mod sql;
 #[cfg(feature = "pg")]
 #[::pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // Before anything allocates: how mimalloc commits and returns memory (src/engine/memory.rs).
+    engine::memory::settle_allocator();
     // Environment only, no threads: Candle's CPU threads stay inside recsys.max_threads.
     engine::neural::settle_candle_threads();
-    engine::memory::settle_allocator();
     sql::gucs::init();
     sql::progress::init();
 }
