@@ -100,7 +100,9 @@ SELECT array_agg(users_share ORDER BY users_share) AS shares, count(*) FILTER (W
 SELECT count(*) AS trials FROM recsys.tune('t_budget', 'f14', 'ease', '{"lambda": {"min": 10, "max": 1000}}', search => 'random', trials => 50, time_budget => 0.001);
 SELECT array_agg(DISTINCT algorithm ORDER BY algorithm) AS tried, count(*) FILTER (WHERE best) AS best
   FROM recsys.tune('t_auto', 'f14', 'auto', trials => 6);
-SELECT m.algorithm = (SELECT l->>'algorithm' FROM jsonb_array_elements(metrics->'leaderboard') l LIMIT 1) AS deployed_the_leader,
+SELECT m.params = (SELECT l->'params' FROM jsonb_array_elements(metrics->'leaderboard') l WHERE l ? 'ndcg@10_mean'
+                   ORDER BY (l->>'ndcg@10_mean')::float8 DESC LIMIT 1) AS deployed_the_best_mean,
+       (SELECT count(*) FROM jsonb_array_elements(metrics->'leaderboard') l WHERE (l->>'holdouts')::int = 4) AS finalists,
        jsonb_array_length(metrics->'leaderboard') AS candidates, metrics->>'tuned_on' AS tuned_on
   FROM recsys.models m WHERE name = 't_auto' AND deployed;
 SELECT regress.err($$SELECT * FROM recsys.tune('x', 'f14', 'ease', '{"lambda": {"min": 10, "max": 1000}}')$$);

@@ -301,7 +301,7 @@ fn tune_search(
     // 'auto': its finalists on more hold-outs; the best mean over every hold-out all of them
     // were scored on is deployed (the time budget may stop this early: then fewer hold-outs).
     let mut means: Vec<(usize, f64)> = Vec::new();
-    let mut holdouts = 1.0;
+    let mut holdouts: usize = 1;
     if algorithm == "auto" {
         let mut finalists: Vec<usize> = (0..list.len()).filter(|&i| list[i].last().is_some_and(|v| v.0 >= 1.0)).collect();
         finalists.sort_by(|&a, &b| metric.order(list[a].last().unwrap().1, list[b].last().unwrap().1));
@@ -317,9 +317,9 @@ fn tune_search(
                 scored.push(s.fit_and_score(&list[f], &tr, &va, &format!(" on hold-out {}", r + 1))?);
             }
             sums.iter_mut().zip(scored).for_each(|(sum, v)| *sum += v);
-            holdouts += 1.0;
+            holdouts += 1;
         }
-        means = finalists.iter().zip(&sums).map(|(&f, sum)| (f, sum / holdouts)).collect();
+        means = finalists.iter().zip(&sums).map(|(&f, sum)| (f, sum / holdouts as f64)).collect();
         if let Some(&(f, _)) = means.iter().reduce(|b, c| if metric.better(c.1, b.1) { c } else { b }) {
             best = f;
         }
