@@ -17,15 +17,16 @@ use crate::engine::{ErrorKind, RecsysError, Result};
 /// of 150). Measured on SASRec (ML-100K, 2 cores, `benches/neural.rs`): 3.35 → 2.40 s an epoch.
 /// Built without transparent huge pages (Cargo.toml's `no_thp`): mimalloc would ask the kernel to
 /// back its eagerly committed arenas with 2 MB pages, and a backend that served a model kept 4–10
-/// MB more than with glibc (a fresh one 8 MB instead of 4); training pays 5–10 % an epoch for it.
+/// MB more than with glibc (a fresh one 8 MB instead of 4); training pays 3–8 % an epoch for it.
 /// Nothing allocated here is freed by PostgreSQL or C, nor the other way round.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` (mimalloc.h's `mi_option_e`: the same index in mimalloc 2 and 3).
+/// `mi_option_purge_delay`: its index in mimalloc 3's `mi_option_e` (mimalloc.h).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-/// The purge delay while a training runs, milliseconds: mimalloc 3's default (mimalloc.h says 10, its
-/// options.c sets 1000). Measured on two_tower: 100 ms, 10 % slower an epoch; 10 ms, 45 % slower.
+/// The purge delay while a training runs, milliseconds: mimalloc 3's default (mimalloc.h says 10,
+/// its options.c sets 1000). Measured on two_tower: 100 ms, about 10 % slower an epoch; 10 ms, about
+/// 50 % slower.
 const TRAINING_PURGE_DELAY_MS: std::os::raw::c_long = 1000;
 /// Trainings running in this process (one in a backend; the unit tests run several at once).
 static TRAININGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

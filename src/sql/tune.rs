@@ -325,17 +325,17 @@ fn tune_search(
         }
     }
     let leaderboard: Vec<Value> = {
-        let mut scored: Vec<&Trial> = list.iter().filter(|t| t.last().is_some()).collect();
-        scored.sort_by(|a, b| {
-            let (x, y) = (a.last().unwrap(), b.last().unwrap());
+        let mut scored: Vec<usize> = (0..list.len()).filter(|&i| list[i].last().is_some()).collect();
+        scored.sort_by(|&a, &b| {
+            let (x, y) = (list[a].last().unwrap(), list[b].last().unwrap());
             y.0.total_cmp(&x.0).then(metric.order(x.1, y.1))
         });
         scored
             .iter()
-            .map(|t| {
+            .map(|&i| {
+                let t = &list[i];
                 let mut row = json!({"algorithm": t.algorithm, "params": t.params, label.clone(): t.last().unwrap().1, "users_share": t.last().unwrap().0});
-                let index = list.iter().position(|x| std::ptr::eq(x, *t));
-                if let Some((_, mean)) = means.iter().find(|(f, _)| Some(*f) == index) {
+                if let Some((_, mean)) = means.iter().find(|(f, _)| *f == i) {
                     row[format!("{label}_mean")] = json!(mean);
                     row["holdouts"] = json!(holdouts);
                 }
